@@ -1,0 +1,74 @@
+"""What the training engine knows of a method: this protocol and nothing else.
+
+A method (SimCLR, I-JEPA) is an ``nn.Module`` that composes the parts (augmentation,
+encoder, head, loss). The engine hands it a batch of uint8 images already on the
+training device and gets back a :class:`StepResult`; it never looks inside.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+
+@dataclass
+class StepResult:
+    """What one training step returns.
+
+    ``loss`` is the scalar to back-propagate (with its graph). ``logs`` holds detached
+    scalar tensors or floats to record (the engine converts them at logging time only,
+    so a step does not force a device synchronisation).
+    """
+
+    loss: torch.Tensor
+    logs: dict[str, torch.Tensor | float] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Method(Protocol):
+    """The interface between a method and the engine.
+
+    Methods subclass ``nn.Module`` so that ``state_dict``, ``to``, ``train`` and
+    ``eval`` come from torch. ``state_dict()`` must not depend on DDP wrapping: methods
+    keep wrapped modules outside their registered submodules.
+    """
+
+    def trainable_modules(self) -> list[nn.Module]:
+        """The modules whose parameters the optimiser updates (unwrapped)."""
+        ...
+
+    def wrap_trainable(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
+        """Route training forwards through ``wrap(module)`` (DDP) for each trainable module.
+
+        Frozen modules (an EMA target encoder) are never wrapped.
+        """
+        ...
+
+    def training_step(self, images: torch.Tensor, step: int) -> StepResult:
+        """One step's forward pass and loss.
+
+        ``images``: (B, 3, H, W) uint8 on the training device, this process's share of
+        the global batch. Augmentation happens inside the method, on that device.
+        """
+        ...
+
+    def after_optimizer_step(self, step: int) -> None:
+        """Hook run after each optimiser step (EMA updates); may do nothing."""
+        ...
+
+    def eval_encoder(self) -> nn.Module:
+        """The encoder used for evaluation: float images (B, 3, S, S) in [0, 1] -> (B, d)."""
+        ...
+
+    # Provided by nn.Module.
+    def state_dict(self) -> dict[str, torch.Tensor]: ...  # type: ignore[override]
+
+    def train(self, mode: bool = True) -> nn.Module: ...
+
+    def to(self, *args: object, **kwargs: object) -> nn.Module: ...
+
+    def parameters(self, recurse: bool = True) -> object: ...
