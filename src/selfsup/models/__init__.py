@@ -1,0 +1,27 @@
+"""Encoders (by name, through the registry) and heads.
+
+Importing this package registers every model family: each family module decorates its
+factories with :func:`register_model` when it is imported here.
+"""
+
+from selfsup.models import resnet as resnet  # registers resnet18 ... resnet152
+from selfsup.models.heads import ProjectionHead, projection_head
+from selfsup.models.registry import (
+    UnknownModelError,
+    create_model,
+    is_model,
+    list_models,
+    register_model,
+)
+from selfsup.models.resnet import ResNetEncoder
+
+__all__ = [
+    "ProjectionHead",
+    "ResNetEncoder",
+    "UnknownModelError",
+    "create_model",
+    "is_model",
+    "list_models",
+    "projection_head",
+    "register_model",
+]
