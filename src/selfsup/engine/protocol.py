@@ -33,8 +33,10 @@ class Method(Protocol):
     """The interface between a method and the engine.
 
     Methods subclass ``nn.Module`` so that ``state_dict``, ``to``, ``train`` and
-    ``eval`` come from torch. ``state_dict()`` must not depend on DDP wrapping: methods
-    keep wrapped modules outside their registered submodules.
+    ``eval`` come from torch (the trainer checks this; the protocol leaves those methods
+    out so that ``nn.Module``'s own signatures stay the reference for type checkers).
+    ``state_dict()`` must not depend on DDP wrapping: methods keep wrapped modules
+    outside their registered submodules.
     """
 
     def trainable_modules(self) -> list[nn.Module]:
@@ -63,12 +65,3 @@ class Method(Protocol):
     def eval_encoder(self) -> nn.Module:
         """The encoder used for evaluation: float images (B, 3, S, S) in [0, 1] -> (B, d)."""
         ...
-
-    # Provided by nn.Module.
-    def state_dict(self) -> dict[str, torch.Tensor]: ...  # type: ignore[override]
-
-    def train(self, mode: bool = True) -> nn.Module: ...
-
-    def to(self, *args: object, **kwargs: object) -> nn.Module: ...
-
-    def parameters(self, recurse: bool = True) -> object: ...
