@@ -19,8 +19,9 @@ report top-1 (and top-5) on the test split. Choices made here, on purpose:
   the reported head has seen ``1 - val_fraction`` of it.
 * Gradients and the SGD update are written out by hand (softmax cross-entropy has the
   closed-form gradient softmax(z) - onehot(y)); ``tests/test_eval.py`` checks them against
-  ``nn.Linear`` + ``torch.optim.SGD``. This keeps 50,000 x 512 features, 100 epochs, a
-  few seconds on two CPU cores.
+  ``nn.Linear`` + ``torch.optim.SGD``. With 50,000 x 512 features, 10 classes, the 7-rate
+  default grid and 100 epochs this takes about 12 s on one CPU core (the cost grows with
+  N * d * C * len(learning_rates) * epochs).
 """
 
 from __future__ import annotations
