@@ -5,8 +5,8 @@ report top-1 (and top-5) on the test split. Choices made here, on purpose:
 
 * **Cached features, no augmentation.** The SimCLR paper's linear evaluation trains on
   random crops and flips of the images (its Appendix B.6); training on features
-  extracted once without augmentation is the common fast variant (a few points lower at
-  most, and thousands of times cheaper, since the encoder runs once).
+  extracted once without augmentation is the common fast variant: the encoder runs once
+  instead of every epoch. Numbers from the two variants are not interchangeable.
 * **Standardised features.** Each feature dimension is shifted and scaled by the mean and
   standard deviation of the training split: ``(h - mean) / sqrt(var + 1e-6)``. This is
   MAE's linear probe, ``BatchNorm1d(d, affine=False, eps=1e-6)`` before the linear layer,
