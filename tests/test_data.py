@@ -197,7 +197,8 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
 
 
 def test_sizes_must_agree_or_be_fitted_like_torchvision(tmp_path: Path) -> None:
-    sizes = [(12, 20), (20, 12), (9, 9), (5, 7), (8, 8)]  # (height, width): down and up
+    # (height, width): down, up, and odd crop margins where round() and floor() differ
+    sizes = [(12, 20), (20, 12), (9, 9), (5, 7), (8, 8), (8, 11), (11, 8)]
     arrays = [write_png(tmp_path / f"{i}.png", rand_rgb(i, h, w)) for i, (h, w) in enumerate(sizes)]
     with pytest.raises(ValueError, match="differ in size.*image_size"):
         load_dataset(tmp_path, labelled=False, cache_dir=False)

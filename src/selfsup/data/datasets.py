@@ -131,7 +131,8 @@ def load_dataset(
         files, labels, classes = _class_tree(folder)
     else:
         files, labels, classes = _scan_or_fail(folder), None, ()
-    key = [[os.path.relpath(f, folder), s, t] for f, s, t in files]
+    prefix = len(os.path.join(str(folder), ""))  # _scan's paths all start with folder + "/"
+    key = [[f[prefix:], s, t] for f, s, t in files]
     paths = [f for f, _, _ in files]
     decoded = cached_decode(
         cache_root,
@@ -193,7 +194,8 @@ def _split_folder(root: Path, split: str) -> Path:
     )
 
 
-_File = tuple[Path, int, int]  # path, size in bytes, modification time in ns
+# path, size in bytes, modification time in ns; str, not Path: 10x cheaper for 50,000 files
+_File = tuple[str, int, int]
 
 
 def _scan(folder: Path) -> tuple[list[_File], list[str]]:
@@ -216,7 +218,7 @@ def _scan(folder: Path) -> tuple[list[_File], list[str]]:
                 walk(e.path)
             elif is_image_file(e.name):
                 s = e.stat()
-                images.append((Path(e.path), s.st_size, s.st_mtime_ns))
+                images.append((e.path, s.st_size, s.st_mtime_ns))
             else:
                 others.append(e.path)
 

@@ -163,7 +163,7 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _try_decode(path: Path, size: int | None) -> np.ndarray | str:
+def _try_decode(path: str | Path, size: int | None) -> np.ndarray | str:
     try:
         return decode_image(path, size)
     except Exception as e:  # any failure makes the file "undecodable"; the reason is reported
@@ -171,7 +171,7 @@ def _try_decode(path: Path, size: int | None) -> np.ndarray | str:
 
 
 def decode_files(
-    paths: Sequence[Path], size: int | None = None, *, workers: int | None = None
+    paths: Sequence[str | Path], size: int | None = None, *, workers: int | None = None
 ) -> Decoded:
     """Decode ``paths`` into one (M, 3, H, W) uint8 array, skipping undecodable files.
 
@@ -226,7 +226,9 @@ def decode_files(
     return Decoded(np.ascontiguousarray(images), kept, _failure_list(paths, failures))
 
 
-def _failure_list(paths: Sequence[Path], failures: dict[int, str]) -> tuple[tuple[str, str], ...]:
+def _failure_list(
+    paths: Sequence[str | Path], failures: dict[int, str]
+) -> tuple[tuple[str, str], ...]:
     return tuple((str(paths[i]), failures[i]) for i in sorted(failures))
 
 
