@@ -1,0 +1,332 @@
+"""Batched image operators with explicit per-image parameters (no randomness here).
+
+Every function takes a batch ``(B, 3, H, W)`` of float images in [0, 1] and one parameter
+per image (a ``(B,)`` tensor), and runs as a handful of tensor ops on the batch's device:
+no Python loop over images. Each one matches the torchvision functional op applied image
+by image with the same parameter (``tests/test_augment.py`` checks it); the random
+operators of :mod:`selfsup.data.augment_random` draw the parameters and call these.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+Interpolation = Literal["bilinear", "bicubic"]
+
+# ITU-R 601-2 luma, the weights of torchvision's rgb_to_grayscale.
+_LUMA = (0.2989, 0.587, 0.114)
+# Order of the four colour-jitter operators in a (B, 4) factor tensor.
+BRIGHTNESS, CONTRAST, SATURATION, HUE = 0, 1, 2, 3
+
+
+def to_float_images(images: Tensor) -> Tensor:
+    """Check a batch and return it as float32 in [0, 1].
+
+    Args:
+        images: (B, 3, H, W), uint8 (divided by 255) or floating point (assumed already
+            in [0, 1]; not checked, to avoid a device sync per batch).
+    """
+    if not isinstance(images, Tensor):
+        raise TypeError(f"images must be a torch.Tensor; got {type(images).__name__}.")
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(
+            f"images must have shape (B, 3, H, W) (a batch of RGB images, channels first); "
+            f"got {tuple(images.shape)}. Add a batch dimension with images[None] or "
+            f"permute channels-last input with images.permute(0, 3, 1, 2)."
+        )
+    if images.dtype == torch.uint8:
+        return images.to(torch.float32).div_(255.0)
+    if images.is_floating_point():
+        return images.to(torch.float32)
+    raise ValueError(
+        f"images must be uint8 (0..255) or floating point in [0, 1]; got {images.dtype}."
+    )
+
+
+def _per_image(values: Tensor, images: Tensor, name: str) -> Tensor:
+    """(B,) parameters -> (B, 1, 1, 1) float32 on the images' device."""
+    if values.shape != (images.shape[0],):
+        raise ValueError(
+            f"{name} must have shape (B,) = ({images.shape[0]},); got {tuple(values.shape)}."
+        )
+    return values.to(device=images.device, dtype=torch.float32).view(-1, 1, 1, 1)
+
+
+def _blend(images: Tensor, reference: Tensor, factors: Tensor) -> Tensor:
+    """clamp(f * x + (1 - f) * ref, 0, 1), torchvision's ``_blend``; f = 1 is exactly x.
+
+    ``reference`` is (B, 1, H, W) or (B, 1, 1, 1) and ``factors`` (B, 1, 1, 1); two plain
+    broadcasts (``addcmul`` with three broadcast operands was 10x slower on CPU).
+    """
+    return (images * factors).add_(reference * (1.0 - factors)).clamp_(0.0, 1.0)
+
+
+def rgb_to_grayscale(images: Tensor) -> Tensor:
+    """Luma 0.2989 R + 0.587 G + 0.114 B: (B, 3, H, W) -> (B, 1, H, W)."""
+    r, g, b = images.unbind(dim=1)
+    return (r * _LUMA[0]).add_(g, alpha=_LUMA[1]).add_(b, alpha=_LUMA[2]).unsqueeze(1)
+
+
+def grayscale(images: Tensor) -> Tensor:
+    """Colour drop: the luma copied to the three channels, (B, 3, H, W)."""
+    return rgb_to_grayscale(images).expand_as(images).contiguous()
+
+
+def adjust_brightness(images: Tensor, factors: Tensor) -> Tensor:
+    """Multiply image i by ``factors[i]`` and clamp to [0, 1]."""
+    return _blend(images, torch.zeros_like(images[:, :1]), _per_image(factors, images, "factors"))
+
+
+def adjust_contrast(images: Tensor, factors: Tensor) -> Tensor:
+    """Blend image i with the mean of its grayscale image by ``factors[i]``; clamp."""
+    mean = rgb_to_grayscale(images).mean(dim=(1, 2, 3), keepdim=True)
+    return _blend(images, mean, _per_image(factors, images, "factors"))
+
+
+def adjust_saturation(images: Tensor, factors: Tensor) -> Tensor:
+    """Blend image i with its grayscale image by ``factors[i]``; clamp."""
+    return _blend(images, rgb_to_grayscale(images), _per_image(factors, images, "factors"))
+
+
+def adjust_hue(images: Tensor, shifts: Tensor) -> Tensor:
+    """Rotate the HSV hue of image i by ``shifts[i]`` (a fraction of a turn, in [-0.5, 0.5]).
+
+    Same result as torchvision's RGB -> HSV -> RGB round trip (to float rounding), written
+    without the HSV image: value = max and chroma = max - min are kept, and each channel is
+    ``max - chroma * clamp(min(k, 4 - k), 0, 1)`` with ``k = (n + 6 h) mod 6``, n = 5, 3, 1
+    for R, G, B (the closed form of HSV -> RGB). Plain arithmetic on the channel planes:
+    ``torch.where``, ``aminmax`` over channels and ``remainder`` were several times slower.
+    """
+    shift = _per_image(shifts, images, "shifts").view(-1, 1, 1)
+    r, g, b = images.unbind(dim=1)
+    maxc = torch.maximum(torch.maximum(r, g), b)
+    chroma = maxc - torch.minimum(torch.minimum(r, g), b)
+    # Grey pixels (chroma 0) have every difference 0 below, so dividing by 1 gives hue 0.
+    inverse = (chroma + (chroma == 0)).reciprocal_()
+    rc, gc, bc = (maxc - r).mul_(inverse), (maxc - g).mul_(inverse), (maxc - b).mul_(inverse)
+    # Hue in sextants, in [-1, 5): which channel holds the max decides the sector (red
+    # first, then green, as torchvision and Pillow).
+    is_r = maxc == r
+    is_g = (maxc == g) & ~is_r
+    is_b = ~(is_r | is_g)
+    h6 = (
+        (bc - gc)
+        .mul_(is_r)
+        .add_((rc - bc).add_(2.0).mul_(is_g))
+        .add_((gc - rc).add_(4.0).mul_(is_b))
+    )
+    h6 = h6.add_(shift * 6.0)
+    channels = []
+    for n in (5.0, 3.0, 1.0):
+        k = h6 + n
+        k = k.sub_(torch.floor(k * (1.0 / 6.0)).mul_(6.0))  # k mod 6
+        ramp = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
+        channels.append(maxc - chroma * ramp)
+    return torch.stack(channels, dim=1).clamp_(0.0, 1.0)
+
+
+def color_jitter(images: Tensor, factors: Tensor, order: Tensor) -> Tensor:
+    """Brightness, contrast, saturation and hue, in a per-image order.
+
+    Args:
+        images: (B, 3, H, W) in [0, 1].
+        factors: (B, 4): brightness, contrast, saturation factors and hue shift per image
+            (1, 1, 1, 0 leaves an image unchanged, exactly).
+        order: (B, 4) long, a permutation of 0..3 (BRIGHTNESS, CONTRAST, SATURATION, HUE)
+            per image: ``order[i, t]`` is the operator applied t-th to image i.
+
+    The three blend operators differ only in their reference image (0, the grey mean, the
+    grey image), so each of the four slots runs ONE batched blend whose per-image
+    reference and factor follow that image's operator; hue (the costly one) runs only on
+    the images whose operator in that slot is hue. Every image gets each operator once.
+    """
+    if factors.shape != (images.shape[0], 4) or order.shape != (images.shape[0], 4):
+        raise ValueError(
+            f"factors and order must have shape (B, 4) = ({images.shape[0]}, 4); got "
+            f"{tuple(factors.shape)} and {tuple(order.shape)}."
+        )
+    factors = factors.to(device=images.device, dtype=torch.float32)
+    order = order.to(device=images.device, dtype=torch.long)
+    # One copy, then everything in place: fresh large tensors cost page faults on CPU.
+    x = images.clone()
+    for slot in range(4):
+        op = order[:, slot]
+        value = factors.gather(1, op[:, None]).squeeze(1)
+        is_hue = op == HUE
+        blend = torch.where(is_hue, torch.ones_like(value), value).view(-1, 1, 1, 1)
+        # reference * (1 - f): the grey image (saturation), its mean (contrast) or 0.
+        reference = rgb_to_grayscale(x)
+        mean = reference.mean(dim=(1, 2, 3), keepdim=True)
+        reference.mul_((op == SATURATION).view(-1, 1, 1, 1) * (1.0 - blend))
+        reference.add_(mean.mul_((op == CONTRAST).view(-1, 1, 1, 1) * (1.0 - blend)))
+        x.mul_(blend).add_(reference).clamp_(0.0, 1.0)  # == _blend(x, ref, blend)
+        hue_index = (is_hue & (value != 0)).nonzero().squeeze(1)
+        if hue_index.numel() > 0:
+            x.index_copy_(0, hue_index, adjust_hue(x[hue_index], value[hue_index]))
+    return x
+
+
+def hflip(images: Tensor, flip: Tensor) -> Tensor:
+    """Mirror image i left-right where ``flip[i]`` (bool, (B,)) is true."""
+    mask = _per_image(flip, images, "flip").bool()
+    return torch.where(mask, images.flip(-1), images)
+
+
+def resized_crop(
+    images: Tensor,
+    boxes: Tensor,
+    size: int,
+    *,
+    flip: Tensor | None = None,
+    interpolation: Interpolation = "bilinear",
+) -> Tensor:
+    """Crop box i of image i and resize it to (size, size), all in one ``grid_sample``.
+
+    Args:
+        images: (B, C, H, W) float.
+        boxes: (B, 4) as (top, left, height, width) in pixels (integers, as torchvision's
+            RandomResizedCrop draws them).
+        size: output side S.
+        flip: optional (B,) bool, mirror image i's output (folded into the sampling grid).
+        interpolation: "bilinear" or "bicubic".
+
+    Returns (B, C, S, S). Output pixel k samples the source at ``top - 0.5 + (k + 0.5) h/S``
+    (half-pixel centres, ``align_corners=False``). Bilinear: the coordinate is clamped to
+    the box, which is exactly what ``F.resized_crop(..., antialias=False)`` computes.
+    Bicubic: the 4x4 taps may read the pixels just outside the box (inside the image), a
+    one-pixel border difference from resize-after-crop. No antialiasing when shrinking,
+    like the official SimCLR code's ``tf.image.resize`` (for 32 px CIFAR crops the
+    output is never smaller than the crop).
+
+    ``grid_sample`` over a per-image separable grid was measured faster on CPU than
+    ``torchvision.ops.roi_align`` (3 ms vs 6 ms for 512x3x32x32, one thread) and, unlike
+    it, can clamp to the box, mirror and interpolate bicubically.
+    """
+    if interpolation not in ("bilinear", "bicubic"):
+        raise ValueError(f"interpolation must be 'bilinear' or 'bicubic'; got {interpolation!r}.")
+    if boxes.shape != (images.shape[0], 4):
+        raise ValueError(f"boxes must have shape (B, 4); got {tuple(boxes.shape)}.")
+    _, _, height, width = images.shape
+    boxes = boxes.to(device=images.device, dtype=torch.float32)
+    top, left, box_h, box_w = boxes.unbind(dim=1)
+    centres = (torch.arange(size, device=images.device, dtype=torch.float32) + 0.5) / size
+    ys = top[:, None] - 0.5 + centres[None] * box_h[:, None]  # (B, S)
+    xs = left[:, None] - 0.5 + centres[None] * box_w[:, None]
+    if interpolation == "bilinear":
+        ys = torch.minimum(torch.maximum(ys, top[:, None]), (top + box_h - 1)[:, None])
+        xs = torch.minimum(torch.maximum(xs, left[:, None]), (left + box_w - 1)[:, None])
+    if flip is not None:
+        xs = torch.where(flip.to(images.device).bool()[:, None], xs.flip(1), xs)
+    # Pixel coordinates -> grid_sample's [-1, 1] (align_corners=False convention).
+    xs = (2.0 * xs + 1.0) / width - 1.0
+    ys = (2.0 * ys + 1.0) / height - 1.0
+    b = images.shape[0]
+    grid = torch.stack(
+        (xs[:, None, :].expand(b, size, size), ys[:, :, None].expand(b, size, size)), -1
+    )
+    out = F.grid_sample(
+        images, grid, mode=interpolation, padding_mode="border", align_corners=False
+    )
+    # Bicubic overshoots near edges; bilinear stays within the inputs' range.
+    return out.clamp_(0.0, 1.0) if interpolation == "bicubic" else out
+
+
+def gaussian_kernels(kernel_size: int, sigmas: Tensor) -> Tensor:
+    """Normalised 1-D Gaussian kernels, one per sigma: (B,) -> (B, kernel_size).
+
+    Taps at ``linspace(-(k-1)/2, (k-1)/2, k)``, as torchvision's ``_get_gaussian_kernel1d``.
+    """
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be a positive odd integer; got {kernel_size}.")
+    half = (kernel_size - 1) / 2
+    taps = torch.linspace(-half, half, kernel_size, device=sigmas.device, dtype=torch.float32)
+    pdf = torch.exp(-0.5 * (taps[None, :] / sigmas.to(torch.float32)[:, None]) ** 2)
+    return pdf / pdf.sum(dim=1, keepdim=True)
+
+
+def gaussian_blur(images: Tensor, kernel_size: int, sigmas: Tensor) -> Tensor:
+    """Blur image i with an isotropic Gaussian of std ``sigmas[i]``; reflect padding.
+
+    Separable: one grouped (depthwise, per image and channel) convolution along H, one
+    along W, equal to torchvision's 2-D ``gaussian_blur`` with kernel (k, k), sigma (s, s).
+    """
+    b, c, height, width = images.shape
+    pad = kernel_size // 2
+    if pad >= min(height, width):
+        raise ValueError(
+            f"kernel_size {kernel_size} too large for {height}x{width} images "
+            f"(reflect padding needs kernel_size // 2 < side)."
+        )
+    _per_image(sigmas, images, "sigmas")  # shape check
+    kernel = gaussian_kernels(kernel_size, sigmas.to(images.device)).repeat_interleave(c, dim=0)
+    x = images.reshape(1, b * c, height, width)
+    x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    x = F.conv2d(x, kernel.view(b * c, 1, kernel_size, 1), groups=b * c)
+    x = F.conv2d(x, kernel.view(b * c, 1, 1, kernel_size), groups=b * c)
+    return x.view(b, c, height, width)
+
+
+def rotate90(images: Tensor, quarter_turns: Tensor) -> Tensor:
+    """Rotate image i counter-clockwise by ``90 * quarter_turns[i]`` degrees (square images).
+
+    The same rotation as torchvision's ``rotate(img, 90 * k)``; exact (a permutation of
+    pixels), done on the images of each k in {1, 2, 3} at once.
+    """
+    if images.shape[-1] != images.shape[-2]:
+        raise ValueError(f"rotate90 needs square images; got {tuple(images.shape[-2:])}.")
+    turns = _per_image(quarter_turns, images, "quarter_turns").view(-1).long().remainder(4)
+    out = images.clone()
+    for k in (1, 2, 3):
+        index = (turns == k).nonzero().squeeze(1)
+        if index.numel() > 0:
+            out.index_copy_(0, index, torch.rot90(images[index], k, dims=(2, 3)))
+    return out
+
+
+def cutout(images: Tensor, centres: Tensor, side: int, fill: float = 0.5) -> Tensor:
+    """Fill a side x side square centred at ``centres[i]`` = (row, col) of image i.
+
+    The square spans rows ``row - side // 2 .. row - side // 2 + side - 1`` (and likewise
+    columns), clipped to the image, so it may be partly outside (DeVries & Taylor, 2017).
+    """
+    if centres.shape != (images.shape[0], 2):
+        raise ValueError(f"centres must have shape (B, 2); got {tuple(centres.shape)}.")
+    _, _, height, width = images.shape
+    start = centres.to(images.device).long() - side // 2  # (B, 2)
+    rows = torch.arange(height, device=images.device)[None, :]
+    cols = torch.arange(width, device=images.device)[None, :]
+    in_rows = (rows >= start[:, :1]) & (rows < start[:, :1] + side)  # (B, H)
+    in_cols = (cols >= start[:, 1:]) & (cols < start[:, 1:] + side)  # (B, W)
+    mask = (in_rows[:, :, None] & in_cols[:, None, :])[:, None]  # (B, 1, H, W)
+    return images.masked_fill(mask, fill)
+
+
+def add_gaussian_noise(images: Tensor, stds: Tensor, noise: Tensor) -> Tensor:
+    """clamp(x + stds[i] * noise, 0, 1); ``noise`` is standard normal, shaped like images."""
+    if noise.shape != images.shape:
+        raise ValueError(f"noise must have the images' shape {tuple(images.shape)}.")
+    return torch.addcmul(images, noise, _per_image(stds, images, "stds")).clamp_(0.0, 1.0)
+
+
+def sobel(images: Tensor) -> Tensor:
+    """Sobel edge magnitude of the luma, scaled to [0, 1] per image, on 3 channels.
+
+    ``sqrt(gx^2 + gy^2)`` with the 3x3 Sobel kernels (replicate padding), divided by its
+    maximum over the image (a flat image stays 0): the paper's Figure 4(j) operator.
+    """
+    p = F.pad(rgb_to_grayscale(images), (1, 1, 1, 1), mode="replicate")
+    # Separable: central difference along one axis, (1, 2, 1) smoothing along the other.
+    # Written with slices, not conv2d, so a flat region gives exactly 0 (a convolution's
+    # rounding leaves ~1e-8, which the per-image normalisation would blow up to 1).
+    dx = p[..., 2:] - p[..., :-2]
+    dy = p[..., 2:, :] - p[..., :-2, :]
+    gx = dx[..., :-2, :] + 2.0 * dx[..., 1:-1, :] + dx[..., 2:, :]
+    gy = dy[..., :-2] + 2.0 * dy[..., 1:-1] + dy[..., 2:]
+    grad = torch.cat((gx, gy), dim=1)
+    magnitude = grad.square().sum(dim=1, keepdim=True).sqrt_()
+    peak = magnitude.amax(dim=(2, 3), keepdim=True).clamp_min_(1e-12)
+    return (magnitude / peak).expand_as(images).contiguous()
