@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from selfsup import dist
+
 FORMAT = "selfsup-checkpoint"
 VERSION = 1
 
@@ -143,3 +145,40 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in cuda_states])
     if "mps" in state and torch.backends.mps.is_available():
         torch.mps.set_rng_state(state["mps"].cpu())
+
+
+def gather_rng_states() -> list[dict[str, Any]]:
+    """Every process's :func:`capture_rng_state`, indexed by rank (collective call).
+
+    Each process draws its own augmentations, so exact resume needs all their states.
+    """
+    mine = capture_rng_state()
+    return [
+        dist.broadcast_object(mine if r == dist.rank() else None, src=r)
+        for r in range(dist.world_size())
+    ]
+
+
+def check_plain_data(value: Any, where: str) -> None:
+    """Raise ``TypeError`` unless ``value`` is plain data that ``weights_only`` loading accepts.
+
+    Plain: None, bool, int, float, str, tensors, and lists, tuples and str-keyed dicts
+    of those. Used on user-supplied checkpoint metadata before training starts, so a bad
+    value fails at once rather than when resuming.
+    """
+    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
+        return
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            check_plain_data(v, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise TypeError(f"{where} has a non-string key {k!r}; use plain data.")
+            check_plain_data(v, f"{where}[{k!r}]")
+        return
+    raise TypeError(
+        f"{where} is a {type(value).__name__}; checkpoint data must be plain (str, int, "
+        "float, bool, None, lists, dicts, tensors). Convert it, e.g. str(path)."
+    )

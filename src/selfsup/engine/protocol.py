@@ -1,4 +1,5 @@
-"""What the training engine knows of a method: this protocol and nothing else.
+"""What the training engine knows of a method (this protocol and nothing else) and of
+the periodic callbacks it runs (a kNN monitor).
 
 A method (SimCLR, I-JEPA) is an ``nn.Module`` that composes the parts (augmentation,
 encoder, head, loss). The engine hands it a batch of uint8 images already on the
@@ -65,3 +66,16 @@ class Method(Protocol):
     def eval_encoder(self) -> nn.Module:
         """The encoder used for evaluation: float images (B, 3, S, S) in [0, 1] -> (B, d)."""
         ...
+
+
+class PeriodicCallback(Protocol):
+    """Called every ``every_steps`` completed steps with (steps completed, unwrapped method).
+
+    Runs on the main process only, while the others wait at their next collective, so
+    it must not communicate (nor run a DDP-wrapped module). The returned scalars are
+    logged; the method is put back in training mode afterwards.
+    """
+
+    every_steps: int
+
+    def __call__(self, step: int, method: nn.Module) -> dict[str, float]: ...

@@ -1,0 +1,71 @@
+"""Where a run executes and in which order it reads its images: device, seeds, batches.
+
+Why no ``DataLoader``: the dataset is one decoded uint8 tensor in memory and the method
+augments on the device, so a batch is one ``index_select`` on the CPU (microseconds for
+CIFAR-sized images) and one copy. Worker processes would only add inter-process copies,
+and a batch order that is a pure function of (seed, epoch, rank) is what makes resuming
+mid-epoch exact.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import cast
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, DistributedSampler
+
+from selfsup import dist
+
+
+def select_device(name: str) -> torch.device:
+    """``"auto"`` -> CUDA (``cuda:LOCAL_RANK``) if available, else MPS, else CPU.
+
+    A bare ``"cuda"`` also becomes ``cuda:LOCAL_RANK`` (one GPU per torchrun process),
+    and that device is made current.
+    """
+    if name == "auto":
+        if torch.cuda.is_available():
+            name = "cuda"
+        elif torch.backends.mps.is_available():
+            name = "mps"
+        else:
+            name = "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={name!r} but CUDA is not available; use 'auto' or 'cpu'.")
+        if device.index is None:
+            device = torch.device("cuda", dist.local_rank())
+        torch.cuda.set_device(device)
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={name!r} but MPS is not available; use 'auto' or 'cpu'.")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators (CUDA included)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_batches(
+    num_images: int, batch_size: int, *, epoch: int, seed: int, rank: int, world_size: int
+) -> torch.Tensor:
+    """This process's batches for one epoch: (steps_per_epoch, batch_size) image indices.
+
+    ``DistributedSampler`` semantics (shuffle with ``seed + epoch``, process ``r`` takes
+    every ``world_size``-th index from ``r``, ``drop_last``) then the last incomplete batch
+    is dropped, so every process takes ``num_images // (batch_size * world_size)`` steps.
+    Global batch ``k`` is the same set of images for any ``world_size`` at that global size.
+    """
+    indices = cast("Dataset[int]", range(num_images))  # the sampler needs only len()
+    sampler: DistributedSampler[int] = DistributedSampler(
+        indices, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
+    )
+    sampler.set_epoch(epoch)
+    steps = num_images // (batch_size * world_size)
+    order = torch.tensor(list(sampler), dtype=torch.long)
+    return order[: steps * batch_size].view(steps, batch_size)
