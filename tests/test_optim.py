@@ -49,12 +49,17 @@ def _run_lars(
     *,
     exclude: bool,
     lrs: list[float] | None = None,
-    **kw: float | bool,
+    lr: float,
+    wd: float = 0.0,
+    momentum: float = 0.9,
+    trust_coefficient: float = 1e-3,
+    nesterov: bool = False,
 ) -> torch.Tensor:
     p = nn.Parameter(w0.clone())
-    wd = float(kw.pop("wd", 0.0))
     group = {"params": [p], "weight_decay": 0.0 if exclude else wd, "lars_exclude": exclude}
-    opt = LARS([group], **kw)
+    opt = LARS(
+        [group], lr=lr, momentum=momentum, trust_coefficient=trust_coefficient, nesterov=nesterov
+    )
     for i, g in enumerate(grads):
         if lrs is not None:  # a schedule: SimCLR keeps lr inside the momentum buffer
             opt.param_groups[0]["lr"] = lrs[i]

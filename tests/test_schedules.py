@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import pytest
 import torch
@@ -16,15 +17,15 @@ from selfsup.engine.schedules import (
 
 
 def test_warmup_cosine_closed_form_points() -> None:
-    kw = {"total_steps": 110, "warmup_steps": 10, "base_value": 1.2, "final_value": 0.2}
-    assert warmup_cosine(0, **kw) == 0.0  # SimCLR warms up from 0
-    assert warmup_cosine(5, **kw) == pytest.approx(0.6)
-    assert warmup_cosine(10, **kw) == pytest.approx(1.2)  # peak right after warm-up
-    assert warmup_cosine(60, **kw) == pytest.approx(0.7)  # half-way: mean of base and final
-    assert warmup_cosine(110, **kw) == pytest.approx(0.2)
-    assert warmup_cosine(500, **kw) == pytest.approx(0.2)  # held after the end
+    f = partial(warmup_cosine, total_steps=110, warmup_steps=10, base_value=1.2, final_value=0.2)
+    assert f(0) == 0.0  # SimCLR warms up from 0
+    assert f(5) == pytest.approx(0.6)
+    assert f(10) == pytest.approx(1.2)  # peak right after warm-up
+    assert f(60) == pytest.approx(0.7)  # half-way: mean of base and final
+    assert f(110) == pytest.approx(0.2)
+    assert f(500) == pytest.approx(0.2)  # held after the end
     # A quarter into the decay: final + (base-final) * (1 + cos(pi/4)) / 2.
-    assert warmup_cosine(35, **kw) == pytest.approx(0.2 + 1.0 * (1 + math.sqrt(0.5)) / 2)
+    assert f(35) == pytest.approx(0.2 + 1.0 * (1 + math.sqrt(0.5)) / 2)
 
 
 def test_warmup_cosine_matches_torch_schedulers() -> None:
@@ -78,32 +79,32 @@ def test_warmup_cosine_rejects_bad_arguments(kwargs: dict[str, int], match: str)
 
 
 def test_linear_schedule_ijepa_momentum() -> None:
-    kw = {"total_steps": 1000, "start": 0.996, "end": 1.0}
-    assert linear_schedule(0, **kw) == 0.996
-    assert linear_schedule(500, **kw) == pytest.approx(0.998)
-    assert linear_schedule(1000, **kw) == pytest.approx(1.0)
-    assert linear_schedule(5000, **kw) == pytest.approx(1.0)
+    f = partial(linear_schedule, total_steps=1000, start=0.996, end=1.0)
+    assert f(0) == 0.996
+    assert f(500) == pytest.approx(0.998)
+    assert f(1000) == pytest.approx(1.0)
+    assert f(5000) == pytest.approx(1.0)
     # I-JEPA's momentum generator: ema0 + i * (ema1 - ema0) / T.
     for i in (1, 17, 999):
-        assert linear_schedule(i, **kw) == pytest.approx(0.996 + i * 0.004 / 1000, rel=1e-12)
+        assert f(i) == pytest.approx(0.996 + i * 0.004 / 1000, rel=1e-12)
     with pytest.raises(ValueError, match="total_steps"):
         linear_schedule(0, total_steps=0, start=0.0, end=1.0)
 
 
 def test_cosine_schedule_ijepa_weight_decay() -> None:
     """I-JEPA's CosineWDSchedule: final + (ref - final) * 0.5 * (1 + cos(pi * t))."""
-    kw = {"total_steps": 300, "start": 0.04, "end": 0.4}
-    assert cosine_schedule(0, **kw) == pytest.approx(0.04)
-    assert cosine_schedule(150, **kw) == pytest.approx(0.22)
-    assert cosine_schedule(300, **kw) == pytest.approx(0.4)
-    assert cosine_schedule(900, **kw) == pytest.approx(0.4)
+    f = partial(cosine_schedule, total_steps=300, start=0.04, end=0.4)
+    assert f(0) == pytest.approx(0.04)
+    assert f(150) == pytest.approx(0.22)
+    assert f(300) == pytest.approx(0.4)
+    assert f(900) == pytest.approx(0.4)
     for i in (1, 77, 299):
         ref = 0.4 + (0.04 - 0.4) * 0.5 * (1.0 + math.cos(math.pi * i / 300))
-        assert cosine_schedule(i, **kw) == pytest.approx(ref, rel=1e-12)
-    values = [cosine_schedule(i, **kw) for i in range(301)]
+        assert f(i) == pytest.approx(ref, rel=1e-12)
+    values = [f(i) for i in range(301)]
     assert all(a <= b for a, b in zip(values[:-1], values[1:], strict=True))  # rises monotonically
     with pytest.raises(ValueError, match="step must be"):
-        cosine_schedule(-3, **kw)
+        f(-3)
 
 
 def test_scale_learning_rate_rules() -> None:

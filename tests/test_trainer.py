@@ -17,7 +17,7 @@ from torch import nn
 from torch.optim import Optimizer
 
 from selfsup.engine.checkpoint import load_checkpoint
-from selfsup.engine.metrics import read_metrics
+from selfsup.engine.metrics import MetricsLogger, read_metrics
 from selfsup.engine.optim import build_optimizer, parameter_groups
 from selfsup.engine.protocol import StepResult
 from selfsup.engine.schedules import cosine_schedule, warmup_cosine
@@ -335,3 +335,29 @@ def test_two_processes_match_one_process_on_the_global_batch(tmp_path: Path) -> 
     ).fit()
     for k, v in single.state_dict().items():
         torch.testing.assert_close(r0["state"][k], v, rtol=1e-5, atol=1e-6)
+
+
+def test_grad_clip_and_ready_optimizer(tmp_path: Path) -> None:
+    """Plain SGD (no momentum, no decay) from a ready optimiser: a clipped step has norm
+    lr * max_norm (torch divides by norm + 1e-6, hence rel=1e-3); unclipped it is larger."""
+    steps = []
+    for clip in (None, 1e-3):
+        method = TinyMethod()
+        before = torch.cat([p.detach().flatten().clone() for p in method.parameters()])
+        opt = torch.optim.SGD(method.parameters(), lr=0.1)
+        s = settings(tmp_path / str(clip), total_steps=1, grad_clip=clip)
+        Trainer(method, opt, tiny_images(), s).fit()
+        after = torch.cat([p.detach().flatten() for p in method.parameters()])
+        steps.append((after - before).norm().item())
+    assert steps[1] == pytest.approx(0.1 * 1e-3, rel=1e-3)
+    assert steps[0] > 10 * steps[1]
+
+
+def test_metrics_without_tensorboard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
+    with pytest.warns(UserWarning, match="TensorBoard unavailable"):
+        logger = MetricsLogger(tmp_path, resume_step=None)
+    logger.log(1, {"loss": 0.5, "bad": float("nan")})
+    logger.close()
+    assert read_metrics(tmp_path) == [{"step": 1, "loss": 0.5, "bad": None}]  # strict JSON
+    assert not (tmp_path / "tb").exists()

@@ -63,8 +63,8 @@ class Trainer:
 
     Args:
         method: an ``nn.Module`` implementing the method protocol.
-        optimizer: a factory ``trainable_modules -> Optimizer`` (called after the modules
-            are on the device; preferred), or a ready optimiser over the method's parameters.
+        optimizer_factory: ``trainable_modules -> Optimizer``, called once the modules are
+            on the device (preferred); or a ready optimiser over the method's parameters.
         images: (N, 3, H, W) uint8 on the CPU.
         settings: see :class:`TrainerSettings`.
         schedules: name -> function of the step index, applied before each step:
@@ -78,7 +78,7 @@ class Trainer:
     def __init__(
         self,
         method: Method,
-        optimizer: Callable[[list[nn.Module]], Optimizer] | Optimizer,
+        optimizer_factory: Callable[[list[nn.Module]], Optimizer] | Optimizer,
         images: torch.Tensor,
         settings: TrainerSettings,
         *,
@@ -132,7 +132,11 @@ class Trainer:
                     f"{self.device.type}. Set sync_batchnorm=False."
                 )
             method.wrap_trainable(self._wrap)
-        self.optimizer = optimizer if isinstance(optimizer, Optimizer) else optimizer(trainable)
+        self.optimizer = (
+            optimizer_factory
+            if isinstance(optimizer_factory, Optimizer)
+            else optimizer_factory(trainable)
+        )
         self._params = list({id(p): p for m in trainable for p in m.parameters()}.values())
         self._initial_wd = [g.get("weight_decay", 0.0) for g in self.optimizer.param_groups]
         for key in self.schedules:
