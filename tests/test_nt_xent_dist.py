@@ -14,7 +14,6 @@ parameter gradients over processes: (1/P) Σ_p (∂z_p/∂θ)ᵀ P ∂L/∂z_p =
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import torch
@@ -31,12 +30,6 @@ CASES = [(3, 5, 0.5), (1, 4, 0.1), (4, 8, 0.05)]  # (N per process, D, temperatu
 IN_DIM = 6
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _global_batch(n: int, d: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     return torch.randn(WORLD * n, d, generator=g), torch.randn(WORLD * n, d, generator=g)
@@ -47,9 +40,10 @@ def _encoder(d: int) -> nn.Linear:
     return nn.Linear(IN_DIM, d)
 
 
-def _worker(rank: int, port: int, out_dir: str) -> None:
+def _worker(rank: int, out_dir: str) -> None:
+    # A file rendezvous: no TCP port to pick, so no race with other processes for it.
     tdist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD
+        "gloo", init_method=f"file://{out_dir}/rendezvous", rank=rank, world_size=WORLD
     )
     try:
         results = []
@@ -82,7 +76,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
 
 
 def test_two_processes_equal_one_process_on_concatenated_batch(tmp_path: Path) -> None:
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    mp.spawn(_worker, args=(str(tmp_path),), nprocs=WORLD, join=True)
     per_rank = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
 
     for i, (n, d, tau) in enumerate(CASES):

@@ -56,17 +56,16 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            if type(None) in args:
-                return None
-        errors = []
+        is_none = value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
+        if is_none and type(None) in args:
+            return None
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return _coerce(value, arg, key)
-            except ConfigError as e:
-                errors.append(str(e))
+            except ConfigError:
+                pass
         raise ConfigError(f"'{key}': cannot read {value!r} as {tp}.")
     if origin is typing.Literal:
         if value in args:
@@ -145,7 +144,9 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     nested: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
-            raise ConfigError(f"Override '{item}' is not of the form key=value (e.g. optim.lr=0.5).")
+            raise ConfigError(
+                f"Override '{item}' is not of the form key=value (e.g. optim.lr=0.5)."
+            )
         key, raw = item.split("=", 1)
         key = key.strip()
         if not key:
@@ -171,9 +172,7 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_config(
-    cls: type[C], path: str | Path | None = None, overrides: Iterable[str] = ()
-) -> C:
+def load_config(cls: type[C], path: str | Path | None = None, overrides: Iterable[str] = ()) -> C:
     """Defaults of ``cls``, then the YAML file at ``path``, then ``key=value`` overrides."""
     values: dict[str, Any] = {}
     if path is not None:
@@ -217,8 +216,10 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
         if dataclasses.is_dataclass(tp):
             rows += describe(tp, f"{prefix}{f.name}.")  # type: ignore[arg-type]
         else:
-            default = f.default if f.default is not dataclasses.MISSING else (
-                f.default_factory() if f.default_factory is not dataclasses.MISSING else ""
+            default = (
+                f.default
+                if f.default is not dataclasses.MISSING
+                else (f.default_factory() if f.default_factory is not dataclasses.MISSING else "")
             )
             name = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
             rows.append((f"{prefix}{f.name}", name, repr(default)))

@@ -229,7 +229,7 @@ class Trainer:
             record: dict[str, float] = {}
             for cb in self.callbacks if dist.is_main_process() else ():
                 if done % cb.every_steps == 0:
-                    record.update(cb(done, self.module))
+                    record.update(cb(done, self.method))
                     self.module.train()
             shown = None
             if done % s.log_every == 0 or done == s.total_steps or record:

@@ -1,0 +1,267 @@
+"""The composition root: turns a config into explicit objects and runs them.
+
+Only the CLI calls this module. It reads config objects and hands the library's classes
+explicit arguments, so every part stays usable on its own from Python.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from selfsup import dist
+from selfsup.config import ConfigError, to_dict
+from selfsup.data.augment import build_augmentation, simclr_augmentation
+from selfsup.data.datasets import ImageData, load_dataset
+from selfsup.engine.checkpoint import load_checkpoint
+from selfsup.engine.optim import build_optimizer, parameter_groups
+from selfsup.engine.protocol import PeriodicCallback
+from selfsup.engine.schedules import scale_learning_rate, warmup_cosine
+from selfsup.engine.trainer import Trainer, TrainerSettings
+from selfsup.eval import KNNMonitor, extract_features, knn_evaluate, linear_probe
+from selfsup.methods.simclr import SimCLR
+from selfsup.models import create_model, projection_head
+from selfsup.recipes import SimCLRConfig
+
+CHECKPOINT_NAME = "last.pt"
+
+
+def load_split(cfg: SimCLRConfig, split: str, *, labelled: bool) -> ImageData:
+    """Load one split of the configured dataset (decoded once, cached)."""
+    return load_dataset(
+        cfg.data.dataset,
+        split,
+        image_size=cfg.data.image_size,
+        labelled=labelled,
+        strict=cfg.data.strict,
+        cache_dir=None if cfg.data.cache else False,
+    )
+
+
+def encoder_spec(cfg: SimCLRConfig) -> dict[str, Any]:
+    """Name and keyword arguments that rebuild the encoder (saved in checkpoints)."""
+    return {
+        "name": cfg.model.encoder,
+        "kwargs": {"width": cfg.model.width, "cifar_stem": cfg.model.cifar_stem},
+    }
+
+
+def build_simclr(cfg: SimCLRConfig) -> SimCLR:
+    """SimCLR from its config: encoder, head, augmentation, temperature."""
+    spec = encoder_spec(cfg)
+    encoder = create_model(spec["name"], **spec["kwargs"])
+    d: int = getattr(encoder, "num_features")  # noqa: B009 - the registry contract
+    head = projection_head(
+        cfg.model.head,
+        in_dim=d,
+        hidden_dim=cfg.model.head_hidden_dim or d,
+        out_dim=cfg.model.out_dim,
+    )
+    a = cfg.augment
+    if a.ops:
+        augment = build_augmentation(
+            a.ops,
+            size=a.size,
+            strength=1.0 if a.strength is None else a.strength,
+            crop_scale=(a.crop_scale_min, 1.0),
+        )
+    else:
+        augment = simclr_augmentation(
+            a.preset,
+            size=a.size,
+            strength=a.strength,
+            blur=a.blur,
+            crop_scale=(a.crop_scale_min, 1.0),
+        )
+    return SimCLR(encoder, head, augment, temperature=cfg.loss.temperature)
+
+
+def _check_batch(cfg: SimCLRConfig, num_images: int) -> int:
+    world = dist.world_size()
+    batch = cfg.train.batch_size
+    if batch < 2:
+        raise ConfigError(
+            f"train.batch_size={batch}: NT-Xent needs at least 2 images per batch (each view "
+            "is contrasted with the other images). Use train.batch_size=256 or so."
+        )
+    if batch % world:
+        raise ConfigError(
+            f"train.batch_size={batch} (global) is not divisible by the {world} processes; "
+            f"use a multiple of {world}."
+        )
+    if num_images < batch:
+        raise ConfigError(
+            f"The dataset has {num_images} images, fewer than one batch of {batch}; lower "
+            "train.batch_size."
+        )
+    return batch // world
+
+
+@dataclass(frozen=True)
+class PretrainOutcome:
+    """Where the run left its checkpoint, and its summary."""
+
+    checkpoint: Path
+    summary: Any
+
+
+def pretrain_simclr(cfg: SimCLRConfig, *, resume: bool = False) -> PretrainOutcome:
+    """Pre-train SimCLR as configured; returns the final checkpoint's path."""
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
+    dist.init_from_env()
+    torch.manual_seed(cfg.train.seed)
+    train = load_split(cfg, cfg.data.train_split, labelled=False)
+    per_process = _check_batch(cfg, len(train))
+    method = build_simclr(cfg)
+    steps_per_epoch = len(train) // cfg.train.batch_size
+    total_steps = max(1, math.ceil(cfg.train.epochs * steps_per_epoch))
+    warmup = int(round(cfg.optim.warmup_epochs * steps_per_epoch))
+    lr = scale_learning_rate(cfg.optim.lr, cfg.train.batch_size, cfg.optim.lr_scaling)
+    o = cfg.optim
+    optimizer_factory = partial(
+        _make_optimizer, name=o.name, lr=lr, weight_decay=o.weight_decay, momentum=o.momentum
+    )
+    schedules: dict[str, Callable[[int], float]] = {
+        "lr": partial(
+            warmup_cosine,
+            total_steps=total_steps,
+            warmup_steps=min(warmup, total_steps),
+            base_value=lr,
+            final_value=o.final_lr,
+        )
+    }
+    callbacks: list[PeriodicCallback] = []
+    if cfg.train.knn_every_epochs > 0:
+        callbacks.append(_knn_monitor(cfg, steps_per_epoch))
+    settings = TrainerSettings(
+        total_steps=total_steps,
+        batch_size=per_process,
+        run_dir=Path(cfg.train.run_dir),
+        device=cfg.train.device,
+        precision=cfg.train.precision,
+        channels_last=cfg.train.channels_last,
+        checkpoint_every=cfg.train.checkpoint_every,
+        log_every=cfg.train.log_every,
+        seed=cfg.train.seed,
+        sync_batchnorm=cfg.train.sync_batchnorm,
+        progress=cfg.train.progress,
+    )
+    meta = {
+        "method": "simclr",
+        "config": to_dict(cfg),
+        "encoder": encoder_spec(cfg),
+        "eval_encoder_prefix": "net.encoder.",
+        "image_size": cfg.augment.size,
+    }
+    trainer = Trainer(
+        method,
+        optimizer_factory,
+        train.images,
+        settings,
+        schedules=schedules,
+        callbacks=callbacks,
+        meta=meta,
+    )
+    summary = trainer.fit(resume=resume)
+    return PretrainOutcome(checkpoint=Path(cfg.train.run_dir) / CHECKPOINT_NAME, summary=summary)
+
+
+def _make_optimizer(
+    modules: list[nn.Module], *, name: str, lr: float, weight_decay: float, momentum: float
+) -> torch.optim.Optimizer:
+    groups = parameter_groups(modules, weight_decay)
+    return build_optimizer(name, groups, lr=lr, weight_decay=weight_decay, momentum=momentum)
+
+
+def _knn_monitor(cfg: SimCLRConfig, steps_per_epoch: int) -> KNNMonitor:
+    train = load_split(cfg, cfg.data.train_split, labelled=True)
+    test = load_split(cfg, cfg.data.test_split, labelled=True)
+    assert train.labels is not None and test.labels is not None
+    return KNNMonitor(
+        train.images,
+        train.labels,
+        test.images,
+        test.labels,
+        num_classes=train.num_classes,
+        every_steps=max(1, int(round(cfg.train.knn_every_epochs * steps_per_epoch))),
+        k=cfg.eval.knn_k,
+        temperature=cfg.eval.knn_temperature,
+        image_size=cfg.augment.size,
+        max_train=cfg.train.knn_max_train,
+    )
+
+
+def encoder_from_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the evaluation encoder saved in a selfsup checkpoint; returns (encoder, meta)."""
+    ckpt = load_checkpoint(path)
+    meta = ckpt.get("meta") or {}
+    if "encoder" not in meta or "eval_encoder_prefix" not in meta:
+        raise ConfigError(
+            f"Checkpoint '{path}' carries no encoder description; was it written by "
+            "`selfsup pretrain`?"
+        )
+    spec = meta["encoder"]
+    encoder = create_model(spec["name"], **spec["kwargs"])
+    prefix = meta["eval_encoder_prefix"]
+    state = {k[len(prefix) :]: v for k, v in ckpt["method_state"].items() if k.startswith(prefix)}
+    try:
+        encoder.load_state_dict(state)
+    except RuntimeError as e:
+        raise ConfigError(
+            f"Checkpoint '{path}' does not match encoder {spec['name']} {spec['kwargs']}: {e}"
+        ) from e
+    return encoder, meta
+
+
+def evaluate(
+    encoder: nn.Module,
+    train: ImageData,
+    test: ImageData,
+    *,
+    image_size: int | None,
+    protocols: tuple[str, ...] = ("knn", "linear"),
+    k: int = 200,
+    temperature: float = 0.1,
+    linear_epochs: int = 100,
+    batch_size: int = 512,
+    device: str = "cpu",
+) -> dict[str, float]:
+    """kNN and/or linear top-1/top-5 (percent) of a frozen encoder on train -> test."""
+    if train.labels is None or test.labels is None:
+        raise ConfigError("Evaluation needs labelled train and test splits.")
+    start = time.perf_counter()
+    kw = {"batch_size": batch_size, "device": device, "image_size": image_size}
+    f_train = extract_features(encoder, train.images, **kw)  # type: ignore[arg-type]
+    f_test = extract_features(encoder, test.images, **kw)  # type: ignore[arg-type]
+    out: dict[str, float] = {"feature_seconds": time.perf_counter() - start}
+    if "knn" in protocols:
+        r = knn_evaluate(
+            f_train,
+            train.labels,
+            f_test,
+            test.labels,
+            num_classes=train.num_classes,
+            k=k,
+            temperature=temperature,
+        )
+        out["knn_top1"], out["knn_top5"] = float(r["top1"]), float(r["top5"])
+    if "linear" in protocols:
+        lin = linear_probe(
+            f_train,
+            train.labels,
+            f_test,
+            test.labels,
+            num_classes=train.num_classes,
+            epochs=linear_epochs,
+        )
+        out["linear_top1"], out["linear_top5"] = float(lin.top1), float(lin.top5)
+    return out

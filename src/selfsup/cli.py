@@ -1,0 +1,182 @@
+"""``selfsup`` command line: pretrain, eval, models.
+
+selfsup pretrain simclr --config configs/<recipe>.yaml key=value ... [--resume] [--eval]
+selfsup eval knn|linear --checkpoint PATH [--data cifar10]
+selfsup models
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from selfsup.config import ConfigError, describe, load_config, unknown_name_error
+from selfsup.recipes import SimCLRConfig
+
+METHODS = {"simclr": SimCLRConfig}
+PROTOCOLS = ("knn", "linear")
+
+
+def _keys_epilog() -> str:
+    rows = describe(SimCLRConfig)
+    width = max(len(r[0]) for r in rows)
+    lines = [f"  {k.ljust(width)}  {t} = {d}" for k, t, d in rows]
+    return "config keys (set in the YAML recipe or as key=value):\n" + "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="selfsup", description="Self-supervised pre-training and evaluation (SimCLR)."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    pre = sub.add_parser(
+        "pretrain",
+        help="pre-train an encoder",
+        description="Pre-train an encoder with a self-supervised method.",
+        epilog=_keys_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    pre.add_argument("method", help=f"method: {', '.join(METHODS)}")
+    pre.add_argument("--config", help="YAML recipe (see configs/); defaults are the paper's")
+    pre.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+    pre.add_argument(
+        "--eval", action="store_true", help="after pre-training, print kNN and linear top-1"
+    )
+    pre.add_argument("--strict", action="store_true", help="undecodable images are an error")
+    pre.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+
+    ev = sub.add_parser(
+        "eval",
+        help="evaluate a checkpoint (kNN or linear probe)",
+        description="Evaluate a pre-trained encoder on frozen features.",
+    )
+    ev.add_argument("protocol", help="knn (weighted cosine kNN) or linear (linear probe)")
+    ev.add_argument("--checkpoint", required=True, help="a checkpoint written by pretrain")
+    ev.add_argument("--data", default=None, help="dataset name or folder (default: training's)")
+    ev.add_argument("--train-split", default="train", help="split of the labelled bank")
+    ev.add_argument("--test-split", default="test", help="split to report on")
+    ev.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    ev.add_argument("--batch-size", type=int, default=512, help="feature extraction batch")
+    ev.add_argument("--k", type=int, default=200, help="kNN neighbours")
+    ev.add_argument("--temperature", type=float, default=0.1, help="kNN temperature")
+    ev.add_argument("--epochs", type=int, default=100, help="linear probe epochs")
+    ev.add_argument("--strict", action="store_true", help="undecodable images are an error")
+    ev.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    sub.add_parser("models", help="list the registered encoders")
+    return parser
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name != "auto":
+        return name
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _print_eval(result: dict[str, float], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result))
+        return
+    for name in ("knn", "linear"):
+        if f"{name}_top1" in result:
+            print(
+                f"{name} top-1: {result[f'{name}_top1']:.2f} %  "
+                f"top-5: {result[f'{name}_top5']:.2f} %"
+            )
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from selfsup import build, dist
+
+    if args.method not in METHODS:
+        raise unknown_name_error("method", args.method, METHODS)
+    overrides = list(args.overrides) + (["data.strict=true"] if args.strict else [])
+    cfg = load_config(SimCLRConfig, args.config, overrides)
+    outcome = build.pretrain_simclr(cfg, resume=args.resume)
+    if dist.is_main_process():
+        print(f"checkpoint: {outcome.checkpoint}")
+    if args.eval and dist.is_main_process():
+        encoder, meta = build.encoder_from_checkpoint(outcome.checkpoint)
+        train = build.load_split(cfg, cfg.data.train_split, labelled=True)
+        test = build.load_split(cfg, cfg.data.test_split, labelled=True)
+        result = build.evaluate(
+            encoder,
+            train,
+            test,
+            image_size=meta.get("image_size"),
+            k=cfg.eval.knn_k,
+            temperature=cfg.eval.knn_temperature,
+            linear_epochs=cfg.eval.linear_epochs,
+            batch_size=cfg.eval.batch_size,
+            device=_device(cfg.train.device),
+        )
+        _print_eval(result, as_json=False)
+    dist.shutdown()
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from selfsup import build
+    from selfsup.config import apply_overrides, from_dict
+
+    if args.protocol not in PROTOCOLS:
+        raise unknown_name_error("evaluation protocol", args.protocol, PROTOCOLS)
+    encoder, meta = build.encoder_from_checkpoint(args.checkpoint)
+    cfg = from_dict(SimCLRConfig, meta["config"])
+    overrides = []
+    if args.data is not None:
+        overrides.append(f"data.dataset={args.data}")
+    if args.strict:
+        overrides.append("data.strict=true")
+    cfg = apply_overrides(cfg, overrides)
+    train = build.load_split(cfg, args.train_split, labelled=True)
+    test = build.load_split(cfg, args.test_split, labelled=True)
+    result = build.evaluate(
+        encoder,
+        train,
+        test,
+        image_size=meta.get("image_size"),
+        protocols=(args.protocol,),
+        k=args.k,
+        temperature=args.temperature,
+        linear_epochs=args.epochs,
+        batch_size=args.batch_size,
+        device=_device(args.device),
+    )
+    _print_eval(result, args.json)
+    return 0
+
+
+def _models() -> int:
+    from selfsup.models import list_models
+
+    for name in list_models():
+        print(name)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``selfsup`` command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "pretrain":
+            return _pretrain(args)
+        if args.command == "eval":
+            return _eval(args)
+        return _models()
+    except (ConfigError, FileNotFoundError) as e:
+        print(f"selfsup: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
