@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from selfsup import dist
-from selfsup.config import ConfigError, to_dict
+from selfsup.config import ConfigError, to_dict, unknown_name_error
 from selfsup.data.augment import build_augmentation, simclr_augmentation
 from selfsup.data.datasets import ImageData, load_dataset
 from selfsup.engine.checkpoint import load_checkpoint
@@ -28,7 +28,7 @@ from selfsup.engine.schedules import scale_learning_rate, warmup_cosine
 from selfsup.engine.trainer import Trainer, TrainerSettings
 from selfsup.eval import KNNMonitor, extract_features, knn_evaluate, linear_probe
 from selfsup.methods.simclr import SimCLR
-from selfsup.models import create_model, projection_head
+from selfsup.models import create_model, is_model, list_models, projection_head
 from selfsup.recipes import SimCLRConfig
 
 CHECKPOINT_NAME = "last.pt"
@@ -105,6 +105,52 @@ def _check_batch(cfg: SimCLRConfig, num_images: int) -> int:
     return batch // world
 
 
+def check_run_dir(cfg: SimCLRConfig, *, resume: bool) -> None:
+    """Refuse a run that would clobber ``run_dir/last.pt`` or resume a different model.
+
+    A fresh run needs a ``run_dir`` without a checkpoint. ``resume`` needs one written by
+    SimCLR with the same encoder and model section (else the weights would not load, or
+    would load into another model than the config describes); the error names every
+    difference.
+    """
+    path = Path(cfg.train.run_dir) / CHECKPOINT_NAME
+    if not resume:
+        if path.exists():
+            raise FileExistsError(
+                f"'{path}' exists from an earlier run: pass --resume to continue it, or "
+                "choose another train.run_dir."
+            )
+        return
+    meta = load_checkpoint(path).get("meta") or {}
+    method = meta.get("method")
+    if method != "simclr":
+        raise ConfigError(
+            f"Cannot resume '{path}' with simclr: it was written by method {method!r}. "
+            "Choose another train.run_dir."
+        )
+    saved = _model_keys(meta.get("encoder") or {}, (meta.get("config") or {}).get("model") or {})
+    mine = _model_keys(encoder_spec(cfg), to_dict(cfg)["model"])
+    diffs = [
+        f"{k}={saved[k]!r} in the checkpoint, {mine.get(k)!r} in this run"
+        for k in sorted(saved)
+        if saved[k] != mine.get(k)
+    ]
+    if diffs:
+        raise ConfigError(
+            f"Cannot resume '{path}': its model differs from this config ({'; '.join(diffs)}). "
+            "Resume with the checkpoint's settings, or choose another train.run_dir."
+        )
+
+
+def _model_keys(spec: dict[str, Any], section: dict[str, Any]) -> dict[str, Any]:
+    """Encoder spec and model section as flat ``model.<key>`` values (spec wins)."""
+    keys = {f"model.{k}": v for k, v in section.items()}
+    keys.update({f"model.{k}": v for k, v in (spec.get("kwargs") or {}).items()})
+    if "name" in spec:
+        keys["model.encoder"] = spec["name"]
+    return keys
+
+
 @dataclass(frozen=True)
 class PretrainOutcome:
     """Where the run left its checkpoint, and its summary."""
@@ -118,6 +164,9 @@ def pretrain_simclr(cfg: SimCLRConfig, *, resume: bool = False) -> PretrainOutco
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     dist.init_from_env()
+    if not is_model(cfg.model.encoder):
+        raise unknown_name_error("model.encoder", cfg.model.encoder, list_models())
+    check_run_dir(cfg, resume=resume)  # before any data is read or step is taken
     torch.manual_seed(cfg.train.seed)
     train = load_split(cfg, cfg.data.train_split, labelled=False)
     per_process = _check_batch(cfg, len(train))

@@ -8,12 +8,13 @@ selfsup models
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
 
 from selfsup.config import ConfigError, describe, load_config, unknown_name_error
-from selfsup.recipes import SimCLRConfig
+from selfsup.recipes import DataSection, SimCLRConfig
 
 METHODS = {"simclr": SimCLRConfig}
 PROTOCOLS = ("knn", "linear")
@@ -96,12 +97,17 @@ def _print_eval(result: dict[str, float], as_json: bool) -> None:
 
 def _pretrain(args: argparse.Namespace) -> int:
     from selfsup import build, dist
+    from selfsup.engine.trainer import NonFiniteLossError
 
     if args.method not in METHODS:
         raise unknown_name_error("method", args.method, METHODS)
     overrides = list(args.overrides) + (["data.strict=true"] if args.strict else [])
     cfg = load_config(SimCLRConfig, args.config, overrides)
-    outcome = build.pretrain_simclr(cfg, resume=args.resume)
+    try:
+        outcome = build.pretrain_simclr(cfg, resume=args.resume)
+    except NonFiniteLossError as e:  # the run diverged: a failure, not a usage error
+        print(f"selfsup: error: {e}", file=sys.stderr)
+        return 1
     if dist.is_main_process():
         print(f"checkpoint: {outcome.checkpoint}")
     if args.eval and dist.is_main_process():
@@ -131,7 +137,16 @@ def _eval(args: argparse.Namespace) -> int:
     if args.protocol not in PROTOCOLS:
         raise unknown_name_error("evaluation protocol", args.protocol, PROTOCOLS)
     encoder, meta = build.encoder_from_checkpoint(args.checkpoint)
-    cfg = from_dict(SimCLRConfig, meta["config"])
+    # Only the data section is read: the checkpoint may come from any method (another
+    # config schema); its encoder is described by meta["encoder"].
+    data = (meta.get("config") or {}).get("data")
+    if not isinstance(data, dict) and args.data is None:
+        raise ConfigError(
+            f"Checkpoint '{args.checkpoint}' records no dataset; pass --data NAME_OR_FOLDER."
+        )
+    known = {f.name for f in dataclasses.fields(DataSection)}
+    section = {k: v for k, v in data.items() if k in known} if isinstance(data, dict) else {}
+    cfg = from_dict(SimCLRConfig, {"data": section})
     overrides = []
     if args.data is not None:
         overrides.append(f"data.dataset={args.data}")
@@ -173,7 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "eval":
             return _eval(args)
         return _models()
-    except (ConfigError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as e:
+        # The library raises these for bad input (ConfigError, UnknownModelError,
+        # UndecodableImageError, dataset and checkpoint errors are ValueErrors), with
+        # messages written for the user: print the message, not a traceback.
         print(f"selfsup: error: {e}", file=sys.stderr)
         return 2
 
