@@ -327,7 +327,14 @@ def test_resume_refuses_another_method_or_model_before_training(
         "pretrain", "simclr", *overrides(data, run_dir, **{"model.width": 0.25}), "--resume"
     )
     assert_user_error(result, "model.width", "0.125", "0.25")
-    for d in (tmp_path / "ijepa", run_dir):
+
+    # A longer run would follow another learning-rate schedule from the resumed step.
+    longer = copy_run(trained, tmp_path / "longer")
+    result = run(
+        "pretrain", "simclr", *overrides(data, longer, **{"train.epochs": EPOCHS * 2}), "--resume"
+    )
+    assert_user_error(result, "train.epochs")
+    for d in (tmp_path / "ijepa", run_dir, longer):
         assert sorted(p.name for p in d.iterdir()) == ["last.pt"]  # nothing logged or trained
     assert (tmp_path / "ijepa" / "last.pt").read_bytes() == before
 

@@ -109,9 +109,9 @@ def check_run_dir(cfg: SimCLRConfig, *, resume: bool) -> None:
     """Refuse a run that would clobber ``run_dir/last.pt`` or resume a different model.
 
     A fresh run needs a ``run_dir`` without a checkpoint. ``resume`` needs one written by
-    SimCLR with the same encoder and model section (else the weights would not load, or
-    would load into another model than the config describes); the error names every
-    difference.
+    SimCLR with the same model, augmentation, loss, optimiser, length, batch, seed and
+    precision (else the weights would not load, or the resumed steps would follow another
+    schedule); the error names every difference.
     """
     path = Path(cfg.train.run_dir) / CHECKPOINT_NAME
     if not resume:
@@ -128,27 +128,44 @@ def check_run_dir(cfg: SimCLRConfig, *, resume: bool) -> None:
             f"Cannot resume '{path}' with simclr: it was written by method {method!r}. "
             "Choose another train.run_dir."
         )
-    saved = _model_keys(meta.get("encoder") or {}, (meta.get("config") or {}).get("model") or {})
-    mine = _model_keys(encoder_spec(cfg), to_dict(cfg)["model"])
+    saved = _resume_keys(meta.get("config") or {})
+    mine = _resume_keys(to_dict(cfg))
     diffs = [
-        f"{k}={saved[k]!r} in the checkpoint, {mine.get(k)!r} in this run"
-        for k in sorted(saved)
-        if saved[k] != mine.get(k)
+        f"{k}={saved.get(k)!r} in the checkpoint, {mine.get(k)!r} in this run"
+        for k in sorted(set(saved) | set(mine))
+        if saved.get(k) != mine.get(k)
     ]
     if diffs:
         raise ConfigError(
-            f"Cannot resume '{path}': its model differs from this config ({'; '.join(diffs)}). "
+            f"Cannot resume '{path}': its settings differ from this config ({'; '.join(diffs)}). "
             "Resume with the checkpoint's settings, or choose another train.run_dir."
         )
 
 
-def _model_keys(spec: dict[str, Any], section: dict[str, Any]) -> dict[str, Any]:
-    """Encoder spec and model section as flat ``model.<key>`` values (spec wins)."""
-    keys = {f"model.{k}": v for k, v in section.items()}
-    keys.update({f"model.{k}": v for k, v in (spec.get("kwargs") or {}).items()})
-    if "name" in spec:
-        keys["model.encoder"] = spec["name"]
-    return keys
+# What a resumed run must share with the checkpoint: the model (or the weights would not
+# load) and everything that shapes the steps still to come (schedule length, batch, seed,
+# augmentation, loss). Logging, checkpoint period, device and threads may change.
+_RESUME_MUST_MATCH = (
+    "model.",
+    "augment.",
+    "loss.",
+    "optim.",
+    "train.epochs",
+    "train.batch_size",
+    "train.seed",
+    "train.precision",
+)
+
+
+def _resume_keys(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The config's leaves that a resume must not change, as flat dotted keys."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_resume_keys(value, f"{prefix}{key}."))
+        elif (prefix + key).startswith(_RESUME_MUST_MATCH):
+            flat[prefix + key] = value
+    return flat
 
 
 @dataclass(frozen=True)

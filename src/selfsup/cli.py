@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -192,6 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The library raises these for bad input (ConfigError, UnknownModelError,
         # UndecodableImageError, dataset and checkpoint errors are ValueErrors), with
         # messages written for the user: print the message, not a traceback.
+        # SELFSUP_DEBUG=1 re-raises, for when the ValueError is a bug rather than bad input.
+        if os.environ.get("SELFSUP_DEBUG"):
+            raise
         print(f"selfsup: error: {e}", file=sys.stderr)
         return 2
 
