@@ -1,0 +1,354 @@
+"""Shared pieces of the SimCLR benchmarks: the machine's description, timing helpers,
+lightly 1.6's own CIFAR-10 example pipeline, and selfsup's training composition.
+
+The lightly side is lightly's ``examples/pytorch/simclr.py`` as its users run it on
+CIFAR-10: ``torchvision.datasets.ImageFolder`` over JPEG files with
+``SimCLRTransform(input_size=32, gaussian_blur=0.0)`` (blur off at 32 px, as in lightly's
+CIFAR-10 benchmark), a ``DataLoader`` with worker processes, ``SimCLRProjectionHead(512,
+512, 128)``, ``NTXentLoss()`` (tau = 0.5), ``SGD(lr=0.06)`` and one forward pass per view.
+Only the backbone is swapped for selfsup's ResNet-18 with the CIFAR stem, so that both
+sides train the same architecture and only the pipeline differs.
+
+Run the scripts from the repository root (``python benchmarks/<script>.py``); they import
+this module from their own folder.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Generator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+from torch import nn
+
+from selfsup.build import build_simclr, encoder_spec
+from selfsup.config import to_dict
+from selfsup.data import resolve_cifar10
+from selfsup.engine.optim import build_optimizer, parameter_groups
+from selfsup.engine.protocol import Method, PeriodicCallback
+from selfsup.engine.schedules import scale_learning_rate, warmup_cosine
+from selfsup.engine.trainer import Trainer, TrainerSettings
+from selfsup.models import create_model
+from selfsup.recipes import SimCLRConfig
+
+#: lightly's example settings (examples/pytorch/simclr.py, CIFAR-10 variant).
+LIGHTLY_LR = 0.06
+LIGHTLY_INPUT_SIZE = 32
+LIGHTLY_WORKERS = 2
+#: A 1-minute load average above this before a run means the machine is not idle.
+BUSY_LOAD = 0.5
+# SimCLRTransform's default normalisation (lightly.transforms.utils.IMAGENET_NORMALIZE).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+# --------------------------------------------------------------------------- machine
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else ``platform``)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def hardware(device: torch.device) -> dict[str, Any]:
+    """What the numbers were measured on: CPU, cores, load, GPU, versions, date, commit."""
+    try:
+        cores_usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores_usable = os.cpu_count() or 0
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (math.nan,) * 3
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "cores_usable": cores_usable,
+        "torch_threads": torch.get_num_threads(),
+        # Load before the run: other processes on the machine skew every number.
+        "load_average_1_5_15min": [round(x, 2) for x in load],
+        "gpu": gpu,
+        "device": str(device),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "lightly": importlib.metadata.version("lightly"),
+        "selfsup_commit": commit or "unknown",
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+    }
+
+
+def print_header(title: str, info: dict[str, Any], settings: dict[str, Any]) -> None:
+    """Print the hardware and the settings, one ``key: value`` per line."""
+    print(f"== {title}")
+    for key, value in {**info, **settings}.items():
+        print(f"  {key}: {value}")
+    load = info["load_average_1_5_15min"][0]
+    if load > BUSY_LOAD:
+        # Measured here: with both cores taken by other processes, a CPU step with torch's
+        # 2 intra-op threads ran 5-10x slower than on 1 thread (threads wait on each other).
+        print(
+            f"WARNING: 1-minute load average {load} before the run: other processes share "
+            "the CPU, so CPU timings (and what fits in a time budget) are unreliable."
+        )
+    sys.stdout.flush()
+
+
+def write_json(path: str | None, payload: dict[str, Any]) -> None:
+    """Write ``payload`` to ``path`` (indented JSON) when a path is given."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(payload, indent=2) + "\n")
+        print(f"wrote {path}")
+
+
+# --------------------------------------------------------------------------- timing
+def synchronize(device: torch.device) -> None:
+    """Wait for queued device work, so that a clock read covers it (no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median(values: Sequence[float]) -> float:
+    """The median of the repeats (robust to one slow repeat on a shared machine)."""
+    if not values:
+        raise ValueError("median of no values: run at least one repeat.")
+    return float(statistics.median(values))
+
+
+def window_marks(warmup: int, steps: int, repeats: int) -> list[int]:
+    """Completed-step counts bounding the timed windows: warmup, warmup + steps, ..."""
+    if warmup < 1 or steps < 1 or repeats < 1:
+        raise ValueError(
+            f"warmup, steps and repeats must be >= 1; got {warmup}, {steps}, {repeats} "
+            "(one warm-up step at least: the first step pays one-time allocations)."
+        )
+    return [warmup + i * steps for i in range(repeats + 1)]
+
+
+def window_rates(times: Sequence[float], steps: int, batch: int) -> list[float]:
+    """Pairs per second of each window between consecutive clock reads."""
+    return [steps * batch / (b - a) for a, b in zip(times[:-1], times[1:], strict=True)]
+
+
+class StepClock:
+    """A trainer callback that reads the clock after given completed-step counts.
+
+    Called every ``gcd`` of the marks (not every step) so that it adds nothing to the
+    other steps; at a mark it synchronises the device first.
+    """
+
+    def __init__(self, marks: Sequence[int], device: torch.device) -> None:
+        self.marks = set(marks)
+        self.every_steps = math.gcd(*marks)
+        self.device = device
+        self.times: dict[int, float] = {}
+
+    def __call__(self, step: int, method: Method) -> dict[str, float]:
+        if step in self.marks:
+            synchronize(self.device)
+            self.times[step] = time.perf_counter()
+        return {}
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Generator[None, None, None]:
+    """Run a block with ``n`` torch intra-op threads (``None``: leave as is), then restore."""
+    before = torch.get_num_threads()
+    if n is not None:
+        if n < 1:
+            raise ValueError(f"thread count must be >= 1; got {n}.")
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# --------------------------------------------------------------------------- lightly
+class LightlyExampleSimCLR(nn.Module):
+    """lightly's example model: ``z = head(backbone(x).flatten(1))``, (B, 3, S, S) -> (B, 128)."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        from lightly.models.modules import SimCLRProjectionHead
+
+        super().__init__()
+        self.backbone = backbone
+        self.projection_head = SimCLRProjectionHead(512, 512, 128)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z: torch.Tensor = self.projection_head(self.backbone(x).flatten(start_dim=1))
+        return z
+
+
+def lightly_loader(
+    batch_size: int, num_workers: int = LIGHTLY_WORKERS
+) -> torch.utils.data.DataLoader[Any]:
+    """lightly's CIFAR-10 data path: ImageFolder over the JPEG train tree, SimCLRTransform."""
+    from lightly.transforms import SimCLRTransform
+
+    root = resolve_cifar10() / "train"
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"lightly's pipeline reads the CIFAR-10 JPEG tree (train/<class>/*.jpg), but "
+            f"{root} does not exist (CIFAR-10 resolved to {root.parent}). Point SELFSUP_DATA "
+            "at a folder holding cifar10/train/<class>/*.jpg."
+        )
+    transform = SimCLRTransform(input_size=LIGHTLY_INPUT_SIZE, gaussian_blur=0.0)
+    dataset = torchvision.datasets.ImageFolder(str(root), transform=transform)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+    )
+
+
+def lightly_model(device: torch.device, channels_last: bool = False) -> LightlyExampleSimCLR:
+    """The example's model around selfsup's ResNet-18 (CIFAR stem), on ``device``."""
+    model = LightlyExampleSimCLR(create_model("resnet18", cifar_stem=True)).to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
+def lightly_trainer(
+    model: nn.Module, device: torch.device, bf16: bool = False
+) -> Callable[[Any], torch.Tensor]:
+    """One step of lightly's example loop (its order: forward, backward, step, zero_grad).
+
+    Returns ``step(batch) -> loss`` for a ``DataLoader`` batch ``([x0, x1], labels)``.
+    """
+    from lightly.loss import NTXentLoss
+
+    criterion = NTXentLoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=LIGHTLY_LR)
+    autocast = partial(torch.autocast, device.type, dtype=torch.bfloat16, enabled=bf16)
+
+    def step(batch: Any) -> torch.Tensor:
+        x0, x1 = batch[0]
+        x0, x1 = x0.to(device), x1.to(device)
+        with autocast():
+            z0 = model(x0)
+            z1 = model(x1)
+            loss: torch.Tensor = criterion(z0, z1)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        return loss.detach()
+
+    return step
+
+
+def endless(loader: torch.utils.data.DataLoader[Any]) -> Generator[Any, None, None]:
+    """Batches over epochs (a new shuffled epoch when one ends, as the example's loop)."""
+    while True:
+        yield from loader
+
+
+class ImageNetNormalize(nn.Module):
+    """The encoder as lightly trained it: [0, 1] inputs normalised with ImageNet statistics.
+
+    ``SimCLRTransform`` normalises every view, so lightly's backbone must see normalised
+    inputs at evaluation too (lightly's own kNN evaluation does). With this wrapper both
+    sides go through the same evaluation code, which feeds [0, 1] images.
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.backbone((x - self.mean) / self.std)
+        return out
+
+
+# --------------------------------------------------------------------------- selfsup
+def selfsup_trainer(
+    cfg: SimCLRConfig,
+    images: torch.Tensor,
+    *,
+    total_steps: int,
+    run_dir: Path,
+    callbacks: Sequence[PeriodicCallback] = (),
+) -> Trainer:
+    """The Trainer that :func:`selfsup.build.pretrain_simclr` builds, for ``total_steps``.
+
+    The same composition step for step (``build_simclr``, ``parameter_groups`` +
+    ``build_optimizer``, the per-step warm-up-cosine learning rate, the settings from
+    ``cfg.train``); only the step count and the (timing) callbacks are given here, because
+    ``pretrain_simclr`` derives the former from epochs and takes no callbacks.
+    """
+    torch.manual_seed(cfg.train.seed)
+    method = build_simclr(cfg)
+    o, t = cfg.optim, cfg.train
+    steps_per_epoch = len(images) // t.batch_size
+    lr = scale_learning_rate(o.lr, t.batch_size, o.lr_scaling)
+
+    def optimizer_factory(modules: list[nn.Module]) -> torch.optim.Optimizer:
+        groups = parameter_groups(modules, o.weight_decay)
+        return build_optimizer(
+            o.name, groups, lr=lr, weight_decay=o.weight_decay, momentum=o.momentum
+        )
+
+    warmup = min(int(round(o.warmup_epochs * steps_per_epoch)), total_steps)
+    schedule = partial(
+        warmup_cosine,
+        total_steps=total_steps,
+        warmup_steps=warmup,
+        base_value=lr,
+        final_value=o.final_lr,
+    )
+    settings = TrainerSettings(
+        total_steps=total_steps,
+        batch_size=t.batch_size,
+        run_dir=run_dir,
+        device=t.device,
+        precision=t.precision,
+        channels_last=t.channels_last,
+        checkpoint_every=max(total_steps, t.checkpoint_every),
+        log_every=t.log_every,
+        seed=t.seed,
+        progress=False,
+        num_threads=t.num_threads,
+    )
+    meta = {"method": "simclr", "config": to_dict(cfg), "encoder": encoder_spec(cfg)}
+    return Trainer(
+        method,
+        optimizer_factory,
+        images,
+        settings,
+        schedules={"lr": schedule},
+        callbacks=callbacks,
+        meta=meta,
+    )
