@@ -35,15 +35,9 @@ import torch
 import torchvision
 from torch import nn
 
-from selfsup.build import build_simclr, encoder_spec
-from selfsup.config import to_dict
 from selfsup.data import resolve_cifar10
-from selfsup.engine.optim import build_optimizer, parameter_groups
-from selfsup.engine.protocol import Method, PeriodicCallback
-from selfsup.engine.schedules import scale_learning_rate, warmup_cosine
-from selfsup.engine.trainer import Trainer, TrainerSettings
+from selfsup.engine.protocol import Method
 from selfsup.models import create_model
-from selfsup.recipes import SimCLRConfig
 
 #: lightly's example settings (examples/pytorch/simclr.py, CIFAR-10 variant).
 LIGHTLY_LR = 0.06
@@ -291,64 +285,3 @@ class ImageNetNormalize(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.backbone((x - self.mean) / self.std)
         return out
-
-
-# --------------------------------------------------------------------------- selfsup
-def selfsup_trainer(
-    cfg: SimCLRConfig,
-    images: torch.Tensor,
-    *,
-    total_steps: int,
-    run_dir: Path,
-    callbacks: Sequence[PeriodicCallback] = (),
-) -> Trainer:
-    """The Trainer that :func:`selfsup.build.pretrain_simclr` builds, for ``total_steps``.
-
-    The same composition step for step (``build_simclr``, ``parameter_groups`` +
-    ``build_optimizer``, the per-step warm-up-cosine learning rate, the settings from
-    ``cfg.train``); only the step count and the (timing) callbacks are given here, because
-    ``pretrain_simclr`` derives the former from epochs and takes no callbacks.
-    """
-    torch.manual_seed(cfg.train.seed)
-    method = build_simclr(cfg)
-    o, t = cfg.optim, cfg.train
-    steps_per_epoch = len(images) // t.batch_size
-    lr = scale_learning_rate(o.lr, t.batch_size, o.lr_scaling)
-
-    def optimizer_factory(modules: list[nn.Module]) -> torch.optim.Optimizer:
-        groups = parameter_groups(modules, o.weight_decay)
-        return build_optimizer(
-            o.name, groups, lr=lr, weight_decay=o.weight_decay, momentum=o.momentum
-        )
-
-    warmup = min(int(round(o.warmup_epochs * steps_per_epoch)), total_steps)
-    schedule = partial(
-        warmup_cosine,
-        total_steps=total_steps,
-        warmup_steps=warmup,
-        base_value=lr,
-        final_value=o.final_lr,
-    )
-    settings = TrainerSettings(
-        total_steps=total_steps,
-        batch_size=t.batch_size,
-        run_dir=run_dir,
-        device=t.device,
-        precision=t.precision,
-        channels_last=t.channels_last,
-        checkpoint_every=max(total_steps, t.checkpoint_every),
-        log_every=t.log_every,
-        seed=t.seed,
-        progress=False,
-        num_threads=t.num_threads,
-    )
-    meta = {"method": "simclr", "config": to_dict(cfg), "encoder": encoder_spec(cfg)}
-    return Trainer(
-        method,
-        optimizer_factory,
-        images,
-        settings,
-        schedules={"lr": schedule},
-        callbacks=callbacks,
-        meta=meta,
-    )

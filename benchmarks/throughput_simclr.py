@@ -13,7 +13,7 @@ Runs, one after the other in one process on the same machine:
   everything outside the network costs (batch indexing, augmentation, host-to-device
   copy, the engine's per-step loss check, schedules and logging). Target: < 10 %.
 * **selfsup**: the real engine. ``selfsup.engine.Trainer`` is built as
-  ``selfsup.build.pretrain_simclr`` builds it (see ``common.selfsup_trainer``) from a
+  ``selfsup.build.pretrain_simclr`` builds it (``selfsup.build.simclr_trainer``) from a
   ``SimCLRConfig`` (ResNet-18, CIFAR stem, width 1, bf16 autocast, channels-last, SGD),
   over the decoded uint8 CIFAR-10 tensor, and runs ``warmup + repeats x steps`` steps in
   one ``fit()``. A trainer callback (``common.StepClock``, called only at the window
@@ -54,8 +54,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402 - the benchmarks' shared module, beside this script
 
-from selfsup.build import build_simclr, load_split  # noqa: E402
-from selfsup.config import ConfigError, load_config  # noqa: E402
+from selfsup.build import build_simclr, load_split, simclr_trainer  # noqa: E402
+from selfsup.config import ConfigError, apply_overrides, load_config  # noqa: E402
 from selfsup.engine.optim import build_optimizer, parameter_groups  # noqa: E402
 from selfsup.engine.runtime import select_device  # noqa: E402
 from selfsup.engine.schedules import scale_learning_rate  # noqa: E402
@@ -133,9 +133,10 @@ def time_selfsup(
     """Clock reads at ``marks`` completed steps of one real ``Trainer.fit()``."""
     clock = common.StepClock(marks, device)
     with tempfile.TemporaryDirectory(prefix="bench_simclr_") as run_dir:
-        trainer = common.selfsup_trainer(
-            cfg, images, total_steps=marks[-1], run_dir=Path(run_dir), callbacks=[clock]
+        cfg = apply_overrides(
+            cfg, [f"train.run_dir={run_dir}", f"train.checkpoint_every={marks[-1]}"]
         )
+        trainer = simclr_trainer(cfg, images, total_steps=marks[-1], callbacks=[clock])
         trainer.fit()
     return [clock.times[m] for m in marks]
 

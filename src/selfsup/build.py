@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -184,15 +184,34 @@ def pretrain_simclr(cfg: SimCLRConfig, *, resume: bool = False) -> PretrainOutco
     if not is_model(cfg.model.encoder):
         raise unknown_name_error("model.encoder", cfg.model.encoder, list_models())
     check_run_dir(cfg, resume=resume)  # before any data is read or step is taken
-    torch.manual_seed(cfg.train.seed)
     train = load_split(cfg, cfg.data.train_split, labelled=False)
-    per_process = _check_batch(cfg, len(train))
+    trainer = simclr_trainer(cfg, train.images)
+    summary = trainer.fit(resume=resume)
+    return PretrainOutcome(checkpoint=trainer.checkpoint_path, summary=summary)
+
+
+def simclr_trainer(
+    cfg: SimCLRConfig,
+    images: torch.Tensor,
+    *,
+    total_steps: int | None = None,
+    callbacks: Sequence[PeriodicCallback] = (),
+) -> Trainer:
+    """The Trainer of a SimCLR run: method, optimiser, per-step schedule, settings, meta.
+
+    ``images``: (N, 3, H, W) uint8 training images. ``total_steps`` defaults to
+    ``train.epochs`` worth of global batches; ``callbacks`` are added to the kNN monitor
+    that ``train.knn_every_epochs`` asks for (benchmarks pass timing callbacks here).
+    """
+    per_process = _check_batch(cfg, len(images))
+    torch.manual_seed(cfg.train.seed)
     method = build_simclr(cfg)
-    steps_per_epoch = len(train) // cfg.train.batch_size
-    total_steps = max(1, math.ceil(cfg.train.epochs * steps_per_epoch))
-    warmup = int(round(cfg.optim.warmup_epochs * steps_per_epoch))
-    lr = scale_learning_rate(cfg.optim.lr, cfg.train.batch_size, cfg.optim.lr_scaling)
-    o = cfg.optim
+    o, t = cfg.optim, cfg.train
+    steps_per_epoch = len(images) // t.batch_size
+    if total_steps is None:
+        total_steps = max(1, math.ceil(t.epochs * steps_per_epoch))
+    warmup = int(round(o.warmup_epochs * steps_per_epoch))
+    lr = scale_learning_rate(o.lr, t.batch_size, o.lr_scaling)
     optimizer_factory = partial(
         _make_optimizer, name=o.name, lr=lr, weight_decay=o.weight_decay, momentum=o.momentum
     )
@@ -205,21 +224,22 @@ def pretrain_simclr(cfg: SimCLRConfig, *, resume: bool = False) -> PretrainOutco
             final_value=o.final_lr,
         )
     }
-    callbacks: list[PeriodicCallback] = []
-    if cfg.train.knn_every_epochs > 0:
-        callbacks.append(_knn_monitor(cfg, steps_per_epoch))
+    monitors: list[PeriodicCallback] = list(callbacks)
+    if t.knn_every_epochs > 0:
+        monitors.append(_knn_monitor(cfg, steps_per_epoch))
     settings = TrainerSettings(
         total_steps=total_steps,
         batch_size=per_process,
-        run_dir=Path(cfg.train.run_dir),
-        device=cfg.train.device,
-        precision=cfg.train.precision,
-        channels_last=cfg.train.channels_last,
-        checkpoint_every=cfg.train.checkpoint_every,
-        log_every=cfg.train.log_every,
-        seed=cfg.train.seed,
-        sync_batchnorm=cfg.train.sync_batchnorm,
-        progress=cfg.train.progress,
+        run_dir=Path(t.run_dir),
+        device=t.device,
+        precision=t.precision,
+        channels_last=t.channels_last,
+        checkpoint_every=t.checkpoint_every,
+        log_every=t.log_every,
+        seed=t.seed,
+        sync_batchnorm=t.sync_batchnorm,
+        progress=t.progress,
+        num_threads=t.num_threads,
     )
     meta = {
         "method": "simclr",
@@ -228,17 +248,15 @@ def pretrain_simclr(cfg: SimCLRConfig, *, resume: bool = False) -> PretrainOutco
         "eval_encoder_prefix": "net.encoder.",
         "image_size": cfg.augment.size,
     }
-    trainer = Trainer(
+    return Trainer(
         method,
         optimizer_factory,
-        train.images,
+        images,
         settings,
         schedules=schedules,
-        callbacks=callbacks,
+        callbacks=monitors,
         meta=meta,
     )
-    summary = trainer.fit(resume=resume)
-    return PretrainOutcome(checkpoint=Path(cfg.train.run_dir) / CHECKPOINT_NAME, summary=summary)
 
 
 def _make_optimizer(
