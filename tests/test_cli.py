@@ -180,10 +180,13 @@ def test_models_lists_the_registry() -> None:
 def test_pretrain_help_lists_every_config_key() -> None:
     code, out, _ = run("pretrain", "--help")
     assert code == 0
-    for key, type_name, default in describe(SimCLRConfig):
+    for key, type_name, default, help_text in describe(SimCLRConfig):
         line = next((x for x in out.splitlines() if x.split()[:1] == [key]), None)
         assert line is not None, f"{key} missing from --help"
-        assert line.rstrip().endswith(f"{type_name} = {default}"), line
+        assert help_text, f"{key} has no help text"
+        assert f"{key} = {default}" in line and line.rstrip().endswith(
+            f"({type_name}) {help_text}"
+        ), line
 
 
 class Interrupted(Exception):

@@ -23,9 +23,11 @@ PROTOCOLS = ("knn", "linear")
 
 def _keys_epilog() -> str:
     rows = describe(SimCLRConfig)
-    width = max(len(r[0]) for r in rows)
-    lines = [f"  {k.ljust(width)}  {t} = {d}" for k, t, d in rows]
-    return "config keys (set in the YAML recipe or as key=value):\n" + "\n".join(lines)
+    width = max(len(f"{k} = {d}") for k, _, d, _ in rows)
+    lines = [f"  {f'{k} = {d}'.ljust(width)}  ({t}) {h}" for k, t, d, h in rows]
+    return "config keys (set in the YAML recipe or as key=value; default shown):\n" + "\n".join(
+        lines
+    )
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -207,22 +207,24 @@ def from_dict(cls: type[C], values: Mapping[str, Any]) -> C:
     return _build(cls, values, "")
 
 
-def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(key, type, default) rows for every leaf key: the CLI's ``--help`` listing."""
-    rows: list[tuple[str, str, str]] = []
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is typing.Literal:
+        return "|".join(str(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """(key, type, default, help) for every leaf key: the CLI's ``--help`` listing."""
+    rows: list[tuple[str, str, str, str]] = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         if dataclasses.is_dataclass(tp):
             rows += describe(tp, f"{prefix}{f.name}.")  # type: ignore[arg-type]
         else:
-            default = (
-                f.default
-                if f.default is not dataclasses.MISSING
-                else (f.default_factory() if f.default_factory is not dataclasses.MISSING else "")
-            )
-            name = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-            rows.append((f"{prefix}{f.name}", name, repr(default)))
+            default = f.default if f.default is not dataclasses.MISSING else ""
+            help_text = str(f.metadata.get("help", ""))
+            rows.append((f"{prefix}{f.name}", _type_name(tp), repr(default), help_text))
     return rows
 
 
