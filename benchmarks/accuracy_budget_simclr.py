@@ -16,7 +16,7 @@ Both sides get the same minutes (default 10) on the same machine, one after the 
   already on disk.
 
 Evaluation, identical for every row: the frozen encoder's pooled features h (no
-projection head) of un-augmented [0, 1] images, through ``selfsup.build.evaluate`` (=
+projection head) of un-augmented [0, 1] images, through ``selfsup.evaluation.evaluate`` (=
 ``extract_features`` + ``knn_evaluate``: weighted cosine kNN, k = 200, T = 0.1), train
 split as the bank, test split as queries. selfsup's encoder comes from its checkpoint and
 sees images at the checkpoint's training resolution (``meta["image_size"]``). lightly's
@@ -50,11 +50,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402 - the benchmarks' shared module, beside this script
 
-from selfsup.build import encoder_from_checkpoint, evaluate, load_split, pretrain_simclr  # noqa: E402
+from selfsup.build import load_split, pretrain_simclr  # noqa: E402
 from selfsup.config import ConfigError, load_config  # noqa: E402
 from selfsup.data import ImageData  # noqa: E402
 from selfsup.engine.runtime import select_device  # noqa: E402
 from selfsup.eval import knn_evaluate  # noqa: E402
+from selfsup.evaluation import encoder_from_checkpoint, evaluate  # noqa: E402
 from selfsup.models import create_model  # noqa: E402
 from selfsup.recipes import SimCLRConfig  # noqa: E402
 

@@ -146,7 +146,7 @@ def test_pretrain_with_eval_writes_checkpoint_metrics_and_prints_accuracies(
     # The kNN monitor ran at the end of each epoch (every 2 steps) and only then.
     monitored = [r["step"] for r in records if "knn_top1" in r]
     assert monitored == [2, 4]
-    # The monitor (KNNMonitor, during training) and --eval (build.evaluate, from the
+    # The monitor (KNNMonitor, during training) and --eval (evaluation.evaluate, from the
     # checkpoint) are separate code paths on the same final weights and settings.
     assert round(records[-1]["knn_top1"], 2) == knn
 

@@ -7,7 +7,6 @@ explicit arguments, so every part stays usable on its own from Python.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -26,7 +25,7 @@ from selfsup.engine.optim import build_optimizer, parameter_groups
 from selfsup.engine.protocol import PeriodicCallback
 from selfsup.engine.schedules import scale_learning_rate, warmup_cosine
 from selfsup.engine.trainer import Trainer, TrainerSettings
-from selfsup.eval import KNNMonitor, extract_features, knn_evaluate, linear_probe
+from selfsup.eval import KNNMonitor
 from selfsup.methods.simclr import SimCLR
 from selfsup.models import create_model, is_model, list_models, projection_head
 from selfsup.recipes import SimCLRConfig
@@ -282,70 +281,3 @@ def _knn_monitor(cfg: SimCLRConfig, steps_per_epoch: int) -> KNNMonitor:
         image_size=cfg.augment.size,
         max_train=cfg.train.knn_max_train,
     )
-
-
-def encoder_from_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the evaluation encoder saved in a selfsup checkpoint; returns (encoder, meta)."""
-    ckpt = load_checkpoint(path)
-    meta = ckpt.get("meta") or {}
-    if "encoder" not in meta or "eval_encoder_prefix" not in meta:
-        raise ConfigError(
-            f"Checkpoint '{path}' carries no encoder description; was it written by "
-            "`selfsup pretrain`?"
-        )
-    spec = meta["encoder"]
-    encoder = create_model(spec["name"], **spec["kwargs"])
-    prefix = meta["eval_encoder_prefix"]
-    state = {k[len(prefix) :]: v for k, v in ckpt["method_state"].items() if k.startswith(prefix)}
-    try:
-        encoder.load_state_dict(state)
-    except RuntimeError as e:
-        raise ConfigError(
-            f"Checkpoint '{path}' does not match encoder {spec['name']} {spec['kwargs']}: {e}"
-        ) from e
-    return encoder, meta
-
-
-def evaluate(
-    encoder: nn.Module,
-    train: ImageData,
-    test: ImageData,
-    *,
-    image_size: int | None,
-    protocols: tuple[str, ...] = ("knn", "linear"),
-    k: int = 200,
-    temperature: float = 0.1,
-    linear_epochs: int = 100,
-    batch_size: int = 512,
-    device: str = "cpu",
-) -> dict[str, float]:
-    """kNN and/or linear top-1/top-5 (percent) of a frozen encoder on train -> test."""
-    if train.labels is None or test.labels is None:
-        raise ConfigError("Evaluation needs labelled train and test splits.")
-    start = time.perf_counter()
-    kw = {"batch_size": batch_size, "device": device, "image_size": image_size}
-    f_train = extract_features(encoder, train.images, **kw)  # type: ignore[arg-type]
-    f_test = extract_features(encoder, test.images, **kw)  # type: ignore[arg-type]
-    out: dict[str, float] = {"feature_seconds": time.perf_counter() - start}
-    if "knn" in protocols:
-        r = knn_evaluate(
-            f_train,
-            train.labels,
-            f_test,
-            test.labels,
-            num_classes=train.num_classes,
-            k=k,
-            temperature=temperature,
-        )
-        out["knn_top1"], out["knn_top5"] = float(r["top1"]), float(r["top5"])
-    if "linear" in protocols:
-        lin = linear_probe(
-            f_train,
-            train.labels,
-            f_test,
-            test.labels,
-            num_classes=train.num_classes,
-            epochs=linear_epochs,
-        )
-        out["linear_top1"], out["linear_top5"] = float(lin.top1), float(lin.top5)
-    return out

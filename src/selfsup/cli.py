@@ -99,7 +99,7 @@ def _print_eval(result: dict[str, float], as_json: bool) -> None:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    from selfsup import build, dist
+    from selfsup import build, dist, evaluation
     from selfsup.engine.trainer import NonFiniteLossError
 
     if args.method not in METHODS:
@@ -114,10 +114,10 @@ def _pretrain(args: argparse.Namespace) -> int:
     if dist.is_main_process():
         print(f"checkpoint: {outcome.checkpoint}")
     if args.eval and dist.is_main_process():
-        encoder, meta = build.encoder_from_checkpoint(outcome.checkpoint)
+        encoder, meta = evaluation.encoder_from_checkpoint(outcome.checkpoint)
         train = build.load_split(cfg, cfg.data.train_split, labelled=True)
         test = build.load_split(cfg, cfg.data.test_split, labelled=True)
-        result = build.evaluate(
+        result = evaluation.evaluate(
             encoder,
             train,
             test,
@@ -134,12 +134,12 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from selfsup import build
+    from selfsup import build, evaluation
     from selfsup.config import apply_overrides, from_dict
 
     if args.protocol not in PROTOCOLS:
         raise unknown_name_error("evaluation protocol", args.protocol, PROTOCOLS)
-    encoder, meta = build.encoder_from_checkpoint(args.checkpoint)
+    encoder, meta = evaluation.encoder_from_checkpoint(args.checkpoint)
     # Only the data section is read: the checkpoint may come from any method (another
     # config schema); its encoder is described by meta["encoder"].
     data = (meta.get("config") or {}).get("data")
@@ -158,7 +158,7 @@ def _eval(args: argparse.Namespace) -> int:
     cfg = apply_overrides(cfg, overrides)
     train = build.load_split(cfg, args.train_split, labelled=True)
     test = build.load_split(cfg, args.test_split, labelled=True)
-    result = build.evaluate(
+    result = evaluation.evaluate(
         encoder,
         train,
         test,
