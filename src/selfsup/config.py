@@ -40,15 +40,7 @@ def unknown_name_error(kind: str, name: str, valid: Iterable[str]) -> ConfigErro
 
 def dotted_keys(cls: type, prefix: str = "") -> list[str]:
     """Every leaf key of a nested config dataclass, as dotted paths."""
-    keys: list[str] = []
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        tp = hints[f.name]
-        if dataclasses.is_dataclass(tp):
-            keys += dotted_keys(tp, f"{prefix}{f.name}.")  # type: ignore[arg-type]
-        else:
-            keys.append(f"{prefix}{f.name}")
-    return keys
+    return [row[0] for row in describe(cls, prefix)]
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
