@@ -330,7 +330,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main())
-    except (ConfigError, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")
+    common.run_main(main)

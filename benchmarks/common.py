@@ -35,6 +35,7 @@ import torch
 import torchvision
 from torch import nn
 
+from selfsup.config import ConfigError
 from selfsup.data import resolve_cifar10
 from selfsup.engine.protocol import Method
 from selfsup.models import create_model
@@ -285,3 +286,11 @@ class ImageNetNormalize(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.backbone((x - self.mean) / self.std)
         return out
+
+
+def run_main(main: Callable[[], int]) -> None:
+    """Run a benchmark's ``main``; bad input (a config or a missing file) exits with its message."""
+    try:
+        raise SystemExit(main())
+    except (ConfigError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
