@@ -352,3 +352,11 @@ def test_fresh_run_into_a_used_run_dir_is_refused(
     result = run("pretrain", "simclr", *overrides(data, run_dir))
     assert_user_error(result, "last.pt", "--resume", "train.run_dir")
     assert sorted(p.name for p in run_dir.iterdir()) == ["last.pt"]
+
+
+def test_overrides_may_follow_the_flags() -> None:
+    # argparse alone would reject key=value after --eval; the CLI takes them as overrides.
+    code, _, err = run("pretrain", "simclr", "--eval", "optim.lrr=1")
+    assert code == 2 and "Unknown config key 'optim.lrr'" in err and "optim.lr" in err
+    code, _, err = run("pretrain", "simclr", "--eval", "--bogus")
+    assert code == 2 and "unrecognized arguments: --bogus" in err

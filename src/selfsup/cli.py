@@ -184,7 +184,14 @@ def _models() -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``selfsup`` command; returns the exit status."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    # Overrides may come before or after the flags (``--eval key=value``): argparse leaves
+    # trailing key=value items unparsed after an option, so collect them here.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command != "pretrain" or any("=" not in x or x.startswith("-") for x in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
     try:
         if args.command == "pretrain":
             return _pretrain(args)
