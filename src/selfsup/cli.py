@@ -74,18 +74,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _device(name: str) -> str:
-    import torch
-
-    if name != "auto":
-        return name
-    if torch.cuda.is_available():
-        return "cuda"
-    if torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
 def _print_eval(result: dict[str, float], as_json: bool) -> None:
     if as_json:
         print(json.dumps(result))
@@ -100,6 +88,7 @@ def _print_eval(result: dict[str, float], as_json: bool) -> None:
 
 def _pretrain(args: argparse.Namespace) -> int:
     from selfsup import build, dist, evaluation
+    from selfsup.engine.runtime import select_device
     from selfsup.engine.trainer import NonFiniteLossError
 
     if args.method not in METHODS:
@@ -126,7 +115,7 @@ def _pretrain(args: argparse.Namespace) -> int:
             temperature=cfg.eval.knn_temperature,
             linear_epochs=cfg.eval.linear_epochs,
             batch_size=cfg.eval.batch_size,
-            device=_device(cfg.train.device),
+            device=select_device(cfg.train.device),
         )
         _print_eval(result, as_json=False)
     dist.shutdown()
@@ -136,6 +125,7 @@ def _pretrain(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from selfsup import build, evaluation
     from selfsup.config import apply_overrides, from_dict
+    from selfsup.engine.runtime import select_device
 
     if args.protocol not in PROTOCOLS:
         raise unknown_name_error("evaluation protocol", args.protocol, PROTOCOLS)
@@ -168,7 +158,7 @@ def _eval(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         linear_epochs=args.epochs,
         batch_size=args.batch_size,
-        device=_device(args.device),
+        device=select_device(args.device),
     )
     _print_eval(result, args.json)
     return 0

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from selfsup.config import ConfigError
@@ -53,7 +54,7 @@ def evaluate(
     temperature: float = 0.1,
     linear_epochs: int = 100,
     batch_size: int = 512,
-    device: str = "cpu",
+    device: str | torch.device = "cpu",
 ) -> dict[str, float]:
     """kNN and/or linear top-1/top-5 (percent) of a frozen encoder on train -> test."""
     if train.labels is None or test.labels is None:
