@@ -306,9 +306,9 @@ def main(argv: list[str] | None = None) -> int:
         common.print_header(
             f"SimCLR kNN after {args.minutes:g} min of pre-training, CIFAR-10", info, settings
         )
-        train = subset(load_split(cfg, cfg.data.train_split, labelled=True), args.knn_train, 0)
-        test = subset(load_split(cfg, cfg.data.test_split, labelled=True), args.knn_test, 1)
-        load_split(cfg, cfg.data.train_split, labelled=False)  # fill the decode cache
+        train = subset(load_split(cfg.data, cfg.data.train_split, labelled=True), args.knn_train, 0)
+        test = subset(load_split(cfg.data, cfg.data.test_split, labelled=True), args.knn_test, 1)
+        load_split(cfg.data, cfg.data.train_split, labelled=False)  # fill the decode cache
         if 0 < cfg.train.knn_every_epochs <= cfg.train.epochs:
             print(
                 f"note: the recipe's kNN monitor (every {cfg.train.knn_every_epochs} epochs) "

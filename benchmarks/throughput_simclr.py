@@ -222,7 +222,7 @@ def measure(
         runs[MODEL] = common.window_rates(times, steps, b)
     if "selfsup" not in args.skip:
         print("running: selfsup Trainer ...", flush=True)
-        images = load_split(cfg, cfg.data.train_split, labelled=False).images
+        images = load_split(cfg.data, cfg.data.train_split, labelled=False).images
         runs[OURS] = common.window_rates(time_selfsup(cfg, images, marks, device), steps, b)
         del images
     if "lightly" not in args.skip:

@@ -104,8 +104,8 @@ def _pretrain(args: argparse.Namespace) -> int:
         print(f"checkpoint: {outcome.checkpoint}")
     if args.eval and dist.is_main_process():
         encoder, meta = evaluation.encoder_from_checkpoint(outcome.checkpoint)
-        train = build.load_split(cfg, cfg.data.train_split, labelled=True)
-        test = build.load_split(cfg, cfg.data.test_split, labelled=True)
+        train = build.load_split(cfg.data, cfg.data.train_split, labelled=True)
+        test = build.load_split(cfg.data, cfg.data.test_split, labelled=True)
         result = evaluation.evaluate(
             encoder,
             train,
@@ -146,8 +146,8 @@ def _eval(args: argparse.Namespace) -> int:
     if args.strict:
         overrides.append("data.strict=true")
     cfg = apply_overrides(cfg, overrides)
-    train = build.load_split(cfg, args.train_split, labelled=True)
-    test = build.load_split(cfg, args.test_split, labelled=True)
+    train = build.load_split(cfg.data, args.train_split, labelled=True)
+    test = build.load_split(cfg.data, args.test_split, labelled=True)
     result = evaluation.evaluate(
         encoder,
         train,

@@ -1,0 +1,195 @@
+"""What every method's composition root shares: data loading, batch and run-dir checks,
+trainer settings, the kNN monitor and the optimiser factory.
+
+Only the CLI (and benchmarks) call the ``selfsup.build`` modules. They read config
+objects and hand the library's classes explicit arguments, so every part stays usable on
+its own from Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from selfsup import dist
+from selfsup.config import ConfigError, to_dict
+from selfsup.data.datasets import ImageData, load_dataset
+from selfsup.engine.checkpoint import load_checkpoint
+from selfsup.engine.optim import build_optimizer, parameter_groups
+from selfsup.engine.trainer import CHECKPOINT_NAME, TrainerSettings
+from selfsup.eval import KNNMonitor
+from selfsup.recipes import DataSection, EvalSection, TrainSection
+
+
+class MethodConfig(Protocol):
+    """The sections every method's config has (``SimCLRConfig``, ``IJEPAConfig``)."""
+
+    @property
+    def data(self) -> DataSection: ...
+    @property
+    def train(self) -> TrainSection: ...
+    @property
+    def eval(self) -> EvalSection: ...
+
+
+@dataclass(frozen=True)
+class PretrainOutcome:
+    """Where the run left its checkpoint, and its summary."""
+
+    checkpoint: Path
+    summary: Any
+
+
+def load_split(data: DataSection, split: str, *, labelled: bool) -> ImageData:
+    """Load one split of the configured dataset (decoded once, cached)."""
+    return load_dataset(
+        data.dataset,
+        split,
+        image_size=data.image_size,
+        labelled=labelled,
+        strict=data.strict,
+        cache_dir=None if data.cache else False,
+    )
+
+
+def per_process_batch(batch: int, num_images: int, *, minimum: int = 1, why: str = "") -> int:
+    """The per-process share of the global ``batch``; checks it against the processes and
+    the dataset (before any data is augmented or step taken)."""
+    world = dist.world_size()
+    if batch < minimum:
+        raise ConfigError(f"train.batch_size={batch}: {why or f'need at least {minimum}'}.")
+    if batch % world:
+        raise ConfigError(
+            f"train.batch_size={batch} (global) is not divisible by the {world} processes; "
+            f"use a multiple of {world}."
+        )
+    if num_images < batch:
+        raise ConfigError(
+            f"The dataset has {num_images} images, fewer than one batch of {batch}; lower "
+            "train.batch_size."
+        )
+    return batch // world
+
+
+# What a resumed run may change: where and how it logs, checkpoints and runs, the data's
+# location, and the evaluation. Everything else (model, augmentation, masks, loss,
+# optimiser, length, batch, seed, precision) shapes the weights or the steps to come.
+_RESUME_MAY_CHANGE = (
+    "data.dataset",
+    "data.strict",
+    "data.cache",
+    "data.test_split",
+    "train.device",
+    "train.checkpoint_every",
+    "train.log_every",
+    "train.run_dir",
+    "train.knn_every_epochs",
+    "train.knn_max_train",
+    "train.num_threads",
+    "train.progress",
+    "eval.",
+)
+
+
+def _resume_keys(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The config's leaves that a resume must not change, as flat dotted keys."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_resume_keys(value, f"{prefix}{key}."))
+        elif not (prefix + key).startswith(_RESUME_MAY_CHANGE):
+            flat[prefix + key] = value
+    return flat
+
+
+def check_run_dir(cfg: MethodConfig, method: str, *, resume: bool) -> None:
+    """Refuse a run that would clobber ``run_dir/last.pt`` or resume a different run.
+
+    A fresh run needs a ``run_dir`` without a checkpoint. ``resume`` needs one written by
+    ``method`` with the same settings except those in ``_RESUME_MAY_CHANGE`` (else the
+    weights would not load, or the resumed steps would follow another schedule); the
+    error names every difference.
+    """
+    path = Path(cfg.train.run_dir) / CHECKPOINT_NAME
+    if not resume:
+        if path.exists():
+            raise FileExistsError(
+                f"'{path}' exists from an earlier run: pass --resume to continue it, or "
+                "choose another train.run_dir."
+            )
+        return
+    meta = load_checkpoint(path).get("meta") or {}
+    if meta.get("method") != method:
+        raise ConfigError(
+            f"Cannot resume '{path}' with {method}: it was written by method "
+            f"{meta.get('method')!r}. Choose another train.run_dir."
+        )
+    saved = _resume_keys(meta.get("config") or {})
+    mine = _resume_keys(to_dict(cfg))
+    diffs = [
+        f"{k}={saved.get(k)!r} in the checkpoint, {mine.get(k)!r} in this run"
+        for k in sorted(set(saved) | set(mine))
+        if saved.get(k) != mine.get(k)
+    ]
+    if diffs:
+        raise ConfigError(
+            f"Cannot resume '{path}': its settings differ from this config ({'; '.join(diffs)}). "
+            "Resume with the checkpoint's settings, or choose another train.run_dir."
+        )
+
+
+def trainer_settings(t: TrainSection, *, per_process: int, total_steps: int) -> TrainerSettings:
+    """The engine's settings from the config's train section."""
+    return TrainerSettings(
+        total_steps=total_steps,
+        batch_size=per_process,
+        run_dir=Path(t.run_dir),
+        device=t.device,
+        precision=t.precision,
+        channels_last=t.channels_last,
+        checkpoint_every=t.checkpoint_every,
+        log_every=t.log_every,
+        seed=t.seed,
+        sync_batchnorm=t.sync_batchnorm,
+        progress=t.progress,
+        num_threads=t.num_threads,
+    )
+
+
+def knn_monitor(cfg: MethodConfig, steps_per_epoch: int, image_size: int) -> KNNMonitor:
+    """The kNN monitor ``train.knn_every_epochs`` asks for, on the labelled splits."""
+    train = load_split(cfg.data, cfg.data.train_split, labelled=True)
+    test = load_split(cfg.data, cfg.data.test_split, labelled=True)
+    assert train.labels is not None and test.labels is not None
+    return KNNMonitor(
+        train.images,
+        train.labels,
+        test.images,
+        test.labels,
+        num_classes=train.num_classes,
+        every_steps=max(1, int(round(cfg.train.knn_every_epochs * steps_per_epoch))),
+        k=cfg.eval.knn_k,
+        temperature=cfg.eval.knn_temperature,
+        image_size=image_size,
+        max_train=cfg.train.knn_max_train,
+    )
+
+
+def make_optimizer(
+    modules: list[nn.Module],
+    *,
+    name: str,
+    lr: float,
+    weight_decay: float,
+    momentum: float = 0.9,
+    betas: tuple[float, float] = (0.9, 0.999),
+) -> torch.optim.Optimizer:
+    """The optimiser over ``modules`` with biases and norm parameters out of weight decay."""
+    groups = parameter_groups(modules, weight_decay)
+    return build_optimizer(
+        name, groups, lr=lr, weight_decay=weight_decay, momentum=momentum, betas=betas
+    )

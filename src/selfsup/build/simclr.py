@@ -1,0 +1,143 @@
+"""SimCLR's composition root: its config -> augmentation, encoder, head, method, Trainer."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+import torch
+
+from selfsup import dist
+from selfsup.build.common import (
+    PretrainOutcome,
+    check_run_dir,
+    knn_monitor,
+    load_split,
+    make_optimizer,
+    per_process_batch,
+    trainer_settings,
+)
+from selfsup.config import to_dict, unknown_name_error
+from selfsup.data.augment import build_augmentation, simclr_augmentation
+from selfsup.engine.protocol import PeriodicCallback
+from selfsup.engine.schedules import scale_learning_rate, warmup_cosine
+from selfsup.engine.trainer import Trainer
+from selfsup.methods.simclr import SimCLR
+from selfsup.models import create_model, is_model, list_models, projection_head
+from selfsup.recipes import SimCLRConfig
+
+
+def encoder_spec(cfg: SimCLRConfig) -> dict[str, Any]:
+    """Name and keyword arguments that rebuild the encoder (saved in checkpoints)."""
+    return {
+        "name": cfg.model.encoder,
+        "kwargs": {"width": cfg.model.width, "cifar_stem": cfg.model.cifar_stem},
+    }
+
+
+def build_simclr(cfg: SimCLRConfig) -> SimCLR:
+    """SimCLR from its config: encoder, head, augmentation, temperature."""
+    spec = encoder_spec(cfg)
+    encoder = create_model(spec["name"], **spec["kwargs"])
+    d: int = getattr(encoder, "num_features")  # noqa: B009 - the registry contract
+    head = projection_head(
+        cfg.model.head,
+        in_dim=d,
+        hidden_dim=cfg.model.head_hidden_dim or d,
+        out_dim=cfg.model.out_dim,
+    )
+    a = cfg.augment
+    if a.ops:
+        augment = build_augmentation(
+            a.ops,
+            size=a.size,
+            strength=1.0 if a.strength is None else a.strength,
+            crop_scale=(a.crop_scale_min, 1.0),
+        )
+    else:
+        augment = simclr_augmentation(
+            a.preset,
+            size=a.size,
+            strength=a.strength,
+            blur=a.blur,
+            crop_scale=(a.crop_scale_min, 1.0),
+        )
+    return SimCLR(encoder, head, augment, temperature=cfg.loss.temperature)
+
+
+def pretrain_simclr(cfg: SimCLRConfig, *, resume: bool = False) -> PretrainOutcome:
+    """Pre-train SimCLR as configured; returns the final checkpoint's path."""
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
+    dist.init_from_env()
+    if not is_model(cfg.model.encoder):
+        raise unknown_name_error("model.encoder", cfg.model.encoder, list_models())
+    check_run_dir(cfg, "simclr", resume=resume)  # before any data is read or step is taken
+    train = load_split(cfg.data, cfg.data.train_split, labelled=False)
+    trainer = simclr_trainer(cfg, train.images)
+    summary = trainer.fit(resume=resume)
+    return PretrainOutcome(checkpoint=trainer.checkpoint_path, summary=summary)
+
+
+def simclr_trainer(
+    cfg: SimCLRConfig,
+    images: torch.Tensor,
+    *,
+    total_steps: int | None = None,
+    callbacks: Sequence[PeriodicCallback] = (),
+) -> Trainer:
+    """The Trainer of a SimCLR run: method, optimiser, per-step schedule, settings, meta.
+
+    ``images``: (N, 3, H, W) uint8 training images. ``total_steps`` defaults to
+    ``train.epochs`` worth of global batches; ``callbacks`` are added to the kNN monitor
+    that ``train.knn_every_epochs`` asks for (benchmarks pass timing callbacks here).
+    """
+    per_process = per_process_batch(
+        cfg.train.batch_size,
+        len(images),
+        minimum=2,
+        why="NT-Xent needs at least 2 images per batch (each view is contrasted with the "
+        "other images); use train.batch_size=256 or so",
+    )
+    torch.manual_seed(cfg.train.seed)
+    method = build_simclr(cfg)
+    o, t = cfg.optim, cfg.train
+    steps_per_epoch = len(images) // t.batch_size
+    if total_steps is None:
+        total_steps = max(1, math.ceil(t.epochs * steps_per_epoch))
+    warmup = int(round(o.warmup_epochs * steps_per_epoch))
+    lr = scale_learning_rate(o.lr, t.batch_size, o.lr_scaling)
+    optimizer_factory = partial(
+        make_optimizer, name=o.name, lr=lr, weight_decay=o.weight_decay, momentum=o.momentum
+    )
+    schedules: dict[str, Callable[[int], float]] = {
+        "lr": partial(
+            warmup_cosine,
+            total_steps=total_steps,
+            warmup_steps=min(warmup, total_steps),
+            base_value=lr,
+            final_value=o.final_lr,
+        )
+    }
+    monitors: list[PeriodicCallback] = list(callbacks)
+    if t.knn_every_epochs > 0:
+        monitors.append(knn_monitor(cfg, steps_per_epoch, cfg.augment.size))
+    settings = trainer_settings(t, per_process=per_process, total_steps=total_steps)
+    meta = {
+        "method": "simclr",
+        "config": to_dict(cfg),
+        "encoder": encoder_spec(cfg),
+        "eval_encoder_prefix": "net.encoder.",
+        "image_size": cfg.augment.size,
+    }
+    return Trainer(
+        method,
+        optimizer_factory,
+        images,
+        settings,
+        schedules=schedules,
+        callbacks=monitors,
+        meta=meta,
+    )

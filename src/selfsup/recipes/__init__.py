@@ -1,0 +1,7 @@
+"""Config schemas of ``selfsup pretrain <method>``: one frozen dataclass tree per method,
+sharing the data, run and evaluation sections."""
+
+from selfsup.recipes.common import DataSection, EvalSection, TrainSection
+from selfsup.recipes.simclr import SimCLRConfig
+
+__all__ = ["DataSection", "EvalSection", "SimCLRConfig", "TrainSection"]
