@@ -64,3 +64,12 @@ def test_every_recipe_in_configs_loads() -> None:
 def test_describe_lists_every_key() -> None:
     keys = [row[0] for row in describe(SimCLRConfig)]
     assert "optim.lr" in keys and "train.batch_size" in keys and "augment.ops" in keys
+
+
+def test_fixed_length_tuples_are_checked() -> None:
+    from selfsup.recipes import IJEPAConfig
+
+    cfg = load_config(IJEPAConfig, None, ["masks.target_scale=0.1,0.3"])
+    assert cfg.masks.target_scale == (0.1, 0.3)
+    with pytest.raises(ConfigError, match="masks.target_scale.*2 values"):
+        load_config(IJEPAConfig, None, ["masks.target_scale=0.1,0.2,0.3"])

@@ -73,6 +73,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"'{key}' must be a list; got {value!r}.")
+        if args and args[-1] is not Ellipsis:  # fixed length, e.g. tuple[float, float]
+            if len(value) != len(args):
+                raise ConfigError(f"'{key}' must be a list of {len(args)} values; got {value!r}.")
+            return tuple(_coerce(v, t, key) for v, t in zip(value, args, strict=True))
         inner = args[0] if args else str
         return tuple(_coerce(v, inner, key) for v in value)
     if tp is bool:
