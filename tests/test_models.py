@@ -1,4 +1,5 @@
-"""Encoders, registry and projection heads: one contract over every registered model,
+"""Encoders, registry and projection heads: one contract over every registered model
+(pooled encoders give (B, d), token encoders (B, num_patches, d)),
 torchvision parity, the SimCLR width multipliers, the CIFAR stem, and the head formulas."""
 
 from __future__ import annotations
@@ -34,9 +35,13 @@ def _small_kwargs(name: str) -> dict[str, Any]:
 
 
 def _contract_cases() -> list[tuple[str, dict[str, Any]]]:
+    # ViTs: 32-px images at their default patch 16 give 4 tokens, the cheapest setting that
+    # still exercises attention (1 token makes softmax constant). The cost of vit_large and
+    # vit_huge is their parameter count (init and gradients), which no image setting lowers.
     cases = [(name, _small_kwargs(name)) for name in list_models()]
     for name in ("resnet18", "resnet50"):
         cases.append((name, {**_small_kwargs(name), "cifar_stem": True}))
+    cases.append(("vit_tiny", {"img_size": 32, "patch_size": 4}))  # the 32-px recipe: 8x8 grid
     return cases
 
 
@@ -49,7 +54,10 @@ def test_model_contract(name: str, kwargs: dict[str, Any]) -> None:
     assert isinstance(model.num_features, int) and model.num_features > 0
     x = torch.randn(2, 3, 32, 32)
     h = model(x)
-    assert h.shape == (2, model.num_features)
+    if getattr(model, "token_output", False):  # token models: one feature vector per patch
+        assert h.shape == (2, model.num_patches, model.num_features)
+    else:
+        assert h.shape == (2, model.num_features)
     assert torch.isfinite(h).all()
     h.sum().backward()
     for pname, p in model.named_parameters():

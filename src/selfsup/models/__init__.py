@@ -5,7 +5,9 @@ factories with :func:`register_model` when it is imported here.
 """
 
 from selfsup.models import resnet as resnet  # registers resnet18 ... resnet152
+from selfsup.models import vit as vit  # registers vit_tiny ... vit_huge
 from selfsup.models.heads import ProjectionHead, projection_head
+from selfsup.models.pooling import TokenPooling
 from selfsup.models.registry import (
     UnknownModelError,
     create_model,
@@ -14,11 +16,14 @@ from selfsup.models.registry import (
     register_model,
 )
 from selfsup.models.resnet import ResNetEncoder
+from selfsup.models.vit import VisionTransformer
 
 __all__ = [
     "ProjectionHead",
     "ResNetEncoder",
+    "TokenPooling",
     "UnknownModelError",
+    "VisionTransformer",
     "create_model",
     "is_model",
     "list_models",
