@@ -8,6 +8,7 @@ from selfsup.models import resnet as resnet  # registers resnet18 ... resnet152
 from selfsup.models import vit as vit  # registers vit_tiny ... vit_huge
 from selfsup.models.heads import ProjectionHead, projection_head
 from selfsup.models.pooling import TokenPooling
+from selfsup.models.predictor import IJEPAPredictor
 from selfsup.models.registry import (
     UnknownModelError,
     create_model,
@@ -19,6 +20,7 @@ from selfsup.models.resnet import ResNetEncoder
 from selfsup.models.vit import VisionTransformer
 
 __all__ = [
+    "IJEPAPredictor",
     "ProjectionHead",
     "ResNetEncoder",
     "TokenPooling",
