@@ -3,14 +3,13 @@ statistics against closed forms."""
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from selfsup.eval.collapse import CollapseMonitor, normalized_std, rankme
+from selfsup.eval.collapse import CollapseMonitor, batch_std, collapse_statistics, rankme
 from selfsup.losses import ijepa_loss
 
 
@@ -76,29 +75,34 @@ def test_rankme_closed_forms() -> None:
         assert float(rankme(z)) == pytest.approx(k, rel=1e-3)  # eps adds ~1e-4
 
 
-def test_normalized_std_closed_forms() -> None:
+def test_batch_std_and_statistics() -> None:
     torch.manual_seed(3)
-    assert float(normalized_std(torch.randn(4096, 32))) == pytest.approx(1.0, abs=0.03)
-    assert float(normalized_std(torch.ones(8, 32) * 5)) == pytest.approx(0.0, abs=1e-6)
-    # Two antipodal points in D dims along one axis: std of +-1 over 2 rows is sqrt(2)
-    # on that axis, 0 elsewhere.
-    z = torch.zeros(2, 4)
-    z[0, 0], z[1, 0] = 1.0, -1.0
-    assert float(normalized_std(z)) == pytest.approx(math.sqrt(2) / 4 * 2)
+    assert float(batch_std(torch.randn(4096, 2, 8))) == pytest.approx(1.0, abs=0.03)
+    # Tokens that depend on the position only (identical across images) are collapsed.
+    positional = torch.randn(1, 6, 8).expand(16, -1, -1)
+    stats = collapse_statistics(positional)
+    assert float(stats["target_std"]) == 0.0
+    # Two images: tokens +1 and -1 everywhere -> std sqrt(2) of (+1, -1).
+    two = torch.stack([torch.ones(3, 4), -torch.ones(3, 4)])
+    assert float(batch_std(two)) == pytest.approx(2**0.5)
+    with pytest.raises(ValueError, match="B >= 2"):
+        batch_std(torch.zeros(1, 3, 4))
 
 
-def test_monitor_warns_once_and_caches() -> None:
+def test_monitor_warns_once_on_a_fall_and_caches() -> None:
     mon = CollapseMonitor(every=5)
-    healthy = torch.randn(64, 16)
+    torch.manual_seed(4)
+    healthy = torch.randn(64, 4, 16)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        first = mon.update(0, healthy)
-        assert mon.update(3, torch.ones(64, 16)) is first  # not a computation step
-    collapsed = torch.ones(64, 16) + 1e-6 * torch.randn(64, 16)
-    with pytest.warns(RuntimeWarning, match="collapse at step 5"):
-        mon.update(5, collapsed)
+        first = mon.update(0, healthy * 0.05)  # a low level is no warning by itself
+        assert mon.update(3, torch.ones(64, 4, 16)) is first  # not a computation step
+        mon.update(5, healthy)
+    collapsed = torch.ones(64, 4, 16) + 1e-5 * torch.randn(64, 4, 16)
+    with pytest.warns(RuntimeWarning, match="collapse at step 10: target_std"):
+        mon.update(10, collapsed)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        mon.update(10, collapsed)  # warned already
+        mon.update(15, collapsed)  # warned already
     with pytest.raises(ValueError):
         CollapseMonitor(every=0)

@@ -15,7 +15,7 @@ from lightly.models import utils as lightly_utils
 
 from selfsup.models import TokenPooling, VisionTransformer, create_model, list_models
 from selfsup.models import vit as vit_module
-from selfsup.models.vit import Attention, sincos_pos_embed_2d
+from selfsup.models.vit import IMAGENET_MEAN, IMAGENET_STD, Attention, sincos_pos_embed_2d
 
 
 def small_vit(**kwargs: object) -> VisionTransformer:
@@ -88,6 +88,8 @@ def test_embedding_and_gather_by_hand() -> None:
         for j, idx in enumerate(keep[i].tolist()):
             r, c = divmod(idx, 4)  # row-major patch index
             patch = x[i, :, 4 * r : 4 * r + 4, 4 * c : 4 * c + 4]
+            mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+            patch = (patch - mean.view(3, 1, 1)) / std.view(3, 1, 1)  # the ViT normalises
             expected[i, j] = (w * patch).sum((1, 2, 3)) + b + model.pos_embed[idx]
     assert seen[0].shape == (2, 3, 32)  # the blocks see K tokens, not N: cost scales with K
     torch.testing.assert_close(seen[0], expected, rtol=1e-5, atol=1e-5)

@@ -1,6 +1,6 @@
 """``selfsup`` command line: pretrain, eval, models.
 
-selfsup pretrain simclr --config configs/<recipe>.yaml key=value ... [--resume] [--eval]
+selfsup pretrain simclr|ijepa --config configs/<recipe>.yaml key=value ... [--resume] [--eval]
 selfsup eval knn|linear --checkpoint PATH [--data cifar10]
 selfsup models
 """
@@ -13,26 +13,31 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from selfsup.config import ConfigError, describe, load_config, unknown_name_error
-from selfsup.recipes import DataSection, SimCLRConfig
+from selfsup.recipes import DataSection, IJEPAConfig, SimCLRConfig
 
-METHODS = {"simclr": SimCLRConfig}
+METHODS: dict[str, type] = {"simclr": SimCLRConfig, "ijepa": IJEPAConfig}
 PROTOCOLS = ("knn", "linear")
 
 
 def _keys_epilog() -> str:
-    rows = describe(SimCLRConfig)
-    width = max(len(f"{k} = {d}") for k, _, d, _ in rows)
-    lines = [f"  {f'{k} = {d}'.ljust(width)}  ({t}) {h}" for k, t, d, h in rows]
-    return "config keys (set in the YAML recipe or as key=value; default shown):\n" + "\n".join(
-        lines
-    )
+    parts = []
+    for method, schema in METHODS.items():
+        rows = describe(schema)
+        width = max(len(f"{k} = {d}") for k, _, d, _ in rows)
+        lines = [f"  {f'{k} = {d}'.ljust(width)}  ({t}) {h}" for k, t, d, h in rows]
+        parts.append(
+            f"{method} config keys (set in the YAML recipe or as key=value; default shown):\n"
+            + "\n".join(lines)
+        )
+    return "\n\n".join(parts)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="selfsup", description="Self-supervised pre-training and evaluation (SimCLR)."
+        prog="selfsup", description="Self-supervised pre-training and evaluation (SimCLR, I-JEPA)."
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -94,9 +99,10 @@ def _pretrain(args: argparse.Namespace) -> int:
     if args.method not in METHODS:
         raise unknown_name_error("method", args.method, METHODS)
     overrides = list(args.overrides) + (["data.strict=true"] if args.strict else [])
-    cfg = load_config(SimCLRConfig, args.config, overrides)
+    cfg: Any = load_config(METHODS[args.method], args.config, overrides)
+    pretrain = build.pretrain_ijepa if args.method == "ijepa" else build.pretrain_simclr
     try:
-        outcome = build.pretrain_simclr(cfg, resume=args.resume)
+        outcome = pretrain(cfg, resume=args.resume)
     except NonFiniteLossError as e:  # the run diverged: a failure, not a usage error
         print(f"selfsup: error: {e}", file=sys.stderr)
         return 1

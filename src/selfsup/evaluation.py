@@ -2,7 +2,8 @@
 
 Used by ``selfsup eval`` and ``selfsup pretrain --eval``; works for any method whose
 checkpoint meta names its encoder (``encoder``) and where its weights sit
-(``eval_encoder_prefix``).
+(``eval_encoder_prefix``); a token encoder (ViT) is evaluated on its average-pooled patch
+tokens (``eval_layers``: the last layer, or the last four concatenated).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from selfsup.data.datasets import ImageData
 from selfsup.engine.checkpoint import load_checkpoint
 from selfsup.eval import extract_features, knn_evaluate, linear_probe
 from selfsup.models import create_model
+from selfsup.models.pooling import TokenPooling
 
 
 def encoder_from_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
@@ -40,6 +42,8 @@ def encoder_from_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]
         raise ConfigError(
             f"Checkpoint '{path}' does not match encoder {spec['name']} {spec['kwargs']}: {e}"
         ) from e
+    if getattr(encoder, "token_output", False):  # a ViT: average-pooled patch tokens
+        encoder = TokenPooling(encoder, layers=int(meta.get("eval_layers", 1)))
     return encoder, meta
 
 

@@ -26,21 +26,35 @@ from selfsup.engine.schedules import scale_learning_rate, warmup_cosine
 from selfsup.engine.trainer import Trainer
 from selfsup.methods.simclr import SimCLR
 from selfsup.models import create_model, is_model, list_models, projection_head
+from selfsup.models.pooling import TokenPooling
+from selfsup.models.registry import model_arguments
 from selfsup.recipes import SimCLRConfig
 
 
 def encoder_spec(cfg: SimCLRConfig) -> dict[str, Any]:
-    """Name and keyword arguments that rebuild the encoder (saved in checkpoints)."""
-    return {
-        "name": cfg.model.encoder,
-        "kwargs": {"width": cfg.model.width, "cifar_stem": cfg.model.cifar_stem},
+    """Name and keyword arguments that rebuild the encoder (saved in checkpoints).
+
+    Each family gets its own options: ResNets width and cifar_stem, ViTs img_size (the
+    training resolution) and patch_size.
+    """
+    m = cfg.model
+    options = {
+        "width": m.width,
+        "cifar_stem": m.cifar_stem,
+        "img_size": cfg.augment.size,
+        "patch_size": m.patch_size,
     }
+    accepted = model_arguments(m.encoder)
+    kwargs = {k: v for k, v in options.items() if accepted is None or k in accepted}
+    return {"name": m.encoder, "kwargs": kwargs}
 
 
 def build_simclr(cfg: SimCLRConfig) -> SimCLR:
     """SimCLR from its config: encoder, head, augmentation, temperature."""
     spec = encoder_spec(cfg)
     encoder = create_model(spec["name"], **spec["kwargs"])
+    if getattr(encoder, "token_output", False):  # a ViT: h = the average patch token
+        encoder = TokenPooling(encoder)
     d: int = getattr(encoder, "num_features")  # noqa: B009 - the registry contract
     head = projection_head(
         cfg.model.head,
@@ -125,11 +139,12 @@ def simclr_trainer(
     if t.knn_every_epochs > 0:
         monitors.append(knn_monitor(cfg, steps_per_epoch, cfg.augment.size))
     settings = trainer_settings(t, per_process=per_process, total_steps=total_steps)
+    token_model = isinstance(method.encoder, TokenPooling)
     meta = {
         "method": "simclr",
         "config": to_dict(cfg),
         "encoder": encoder_spec(cfg),
-        "eval_encoder_prefix": "net.encoder.",
+        "eval_encoder_prefix": "net.encoder.encoder." if token_model else "net.encoder.",
         "image_size": cfg.augment.size,
     }
     return Trainer(

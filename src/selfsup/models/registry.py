@@ -60,20 +60,33 @@ def _suggest(word: str, choices: list[str]) -> str:
     return f" Did you mean {close[0]!r}?" if close else ""
 
 
-def _check_kwargs(name: str, factory: Factory, kwargs: dict[str, Any]) -> None:
-    """Reject keyword arguments the factory does not take, naming the closest valid one."""
-    params = inspect.signature(factory).parameters
+def model_arguments(name: str) -> tuple[str, ...] | None:
+    """The keyword arguments the factory of ``name`` takes (None: it takes ``**kwargs``).
+
+    Lets a caller pass each family only its own options (ResNets: width, cifar_stem;
+    ViTs: img_size, patch_size).
+    """
+    if name not in _REGISTRY:
+        raise UnknownModelError(f"unknown model {name!r}.{_suggest(name, list_models())}")
+    params = inspect.signature(_REGISTRY[name]).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return  # the factory takes **kwargs and validates them itself
-    accepted = [
+        return None
+    return tuple(
         k
         for k, p in params.items()
         if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    ]
+    )
+
+
+def _check_kwargs(name: str, kwargs: dict[str, Any]) -> None:
+    """Reject keyword arguments the factory does not take, naming the closest valid one."""
+    accepted = model_arguments(name)
+    if accepted is None:
+        return  # the factory takes **kwargs and validates them itself
     for key in kwargs:
         if key not in accepted:
             raise ValueError(
-                f"model {name!r} has no argument {key!r}.{_suggest(key, accepted)} "
+                f"model {name!r} has no argument {key!r}.{_suggest(key, list(accepted))} "
                 f"Valid arguments: {', '.join(accepted) or '(none)'}."
             )
 
@@ -92,7 +105,7 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
             f"Registered models: {', '.join(list_models())}."
         )
     factory = _REGISTRY[name]
-    _check_kwargs(name, factory, kwargs)
+    _check_kwargs(name, kwargs)
     model = factory(**kwargs)
     num_features = getattr(model, "num_features", None)
     if not isinstance(model, nn.Module) or not isinstance(num_features, int):

@@ -29,6 +29,8 @@ from selfsup.models.registry import register_model
 
 LN_EPS = 1e-6  # timm/I-JEPA ViT LayerNorm epsilon (PyTorch's default is 1e-5)
 INIT_STD = 0.02  # I-JEPA ``init_std``
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the official recipe's transforms.Normalize
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def sincos_pos_embed_1d(dim: int, pos: torch.Tensor) -> torch.Tensor:
@@ -167,6 +169,9 @@ class VisionTransformer(nn.Module):
         drop_path_rate: stochastic depth of the last block (linear from 0 over the blocks).
         in_chans: input channels.
 
+    Inputs are images in [0, 1] (selfsup's convention); the model applies the official
+    recipe's ImageNet mean/std normalisation itself (mean 0.5, std 0.25 if not RGB).
+
     Shapes: ``forward(x, keep=None, valid=None)``, x (B, in_chans, img_size, img_size) ->
     (B, N, D) with N = (img_size/p)², or (B, K, D) with ``keep`` (B, K) flat row-major patch
     indices; ``valid`` (B, K) bool, False where ``keep`` is padding (those outputs are
@@ -175,6 +180,8 @@ class VisionTransformer(nn.Module):
 
     token_output = True
     pos_embed: torch.Tensor  # (N, D) buffer
+    pixel_mean: torch.Tensor  # (1, 3, 1, 1) buffers: images in [0, 1] are normalised inside
+    pixel_std: torch.Tensor
 
     def __init__(
         self,
@@ -211,6 +218,11 @@ class VisionTransformer(nn.Module):
         self.register_buffer(
             "pos_embed", sincos_pos_embed_2d(embed_dim, self.grid), persistent=False
         )
+        rgb = in_chans == 3
+        mean = torch.tensor(IMAGENET_MEAN if rgb else (0.5,) * in_chans)
+        std = torch.tensor(IMAGENET_STD if rgb else (0.25,) * in_chans)
+        self.register_buffer("pixel_mean", mean.view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", std.view(1, -1, 1, 1), persistent=False)
         self.blocks = make_blocks(embed_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path_rate)
         self.norm = nn.LayerNorm(embed_dim, eps=LN_EPS)
         init_weights(self, self.blocks)
@@ -233,6 +245,11 @@ class VisionTransformer(nn.Module):
             check_indices(keep, self.num_patches, "keep", "(B, K)", valid)
         elif valid is not None:
             raise ValueError("valid marks padded entries of keep; pass keep with it")
+        # The official recipe feeds ImageNet-normalised pixels; selfsup's images are in
+        # [0, 1], so the ViT normalises them itself (for a ResNet, BN after the first
+        # convolution absorbs the input scale; here the fixed position embeddings do not,
+        # and unnormalised pixels leave a random-init token ~90 % position).
+        x = (x - self.pixel_mean) / self.pixel_std
         # One convolution over the whole image is cheap next to the blocks; the gather below
         # is what makes the blocks' cost scale with K.
         tokens = self.patch_embed(x).flatten(2).transpose(1, 2) + self.pos_embed  # (B, N, D)

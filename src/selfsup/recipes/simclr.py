@@ -13,8 +13,9 @@ class ModelSection:
     """Encoder f and projection head g."""
 
     encoder: str = option("resnet18", "registered encoder name (selfsup models)")
-    width: float = option(1.0, "channel multiplier: 1, 2, 4 (paper), or < 1 for CPU runs")
-    cifar_stem: bool = option(True, "3x3 stride-1 first conv, no max-pool (32 px images)")
+    width: float = option(1.0, "ResNets: channel multiplier 1, 2, 4 (paper), < 1 for CPUs")
+    cifar_stem: bool = option(True, "ResNets: 3x3 stride-1 first conv, no max-pool (32 px)")
+    patch_size: int = option(4, "ViTs: patch side in pixels (4 for 32 px images)")
     head: Literal["v1", "v2"] = option("v1", "v1: two layers (SimCLR), v2: three (SimCLRv2)")
     head_hidden_dim: int | None = option(None, "None: the encoder's width d")
     out_dim: int = option(128, "output width of g (the paper: 128)")
