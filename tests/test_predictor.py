@@ -9,7 +9,7 @@ import torch
 from lightly.models.modules.ijepa import IJEPAPredictor as LightlyPredictor
 
 from selfsup.models import IJEPAPredictor
-from selfsup.models.vit import sincos_pos_embed_2d
+from selfsup.models.transformer import sincos_pos_embed_2d
 
 D, P = 24, 16  # encoder width, predictor width
 

@@ -14,8 +14,9 @@ import torch.nn.functional as F
 from lightly.models import utils as lightly_utils
 
 from selfsup.models import TokenPooling, VisionTransformer, create_model, list_models
-from selfsup.models import vit as vit_module
-from selfsup.models.vit import IMAGENET_MEAN, IMAGENET_STD, Attention, sincos_pos_embed_2d
+from selfsup.models import transformer as transformer_module
+from selfsup.models.transformer import Attention, sincos_pos_embed_2d
+from selfsup.models.vit import IMAGENET_MEAN, IMAGENET_STD
 
 
 def small_vit(**kwargs: object) -> VisionTransformer:
@@ -140,7 +141,7 @@ def test_no_mask_is_built_without_padding(monkeypatch: pytest.MonkeyPatch) -> No
         masks.append(kwargs.get("attn_mask"))
         return sdpa(*args, **kwargs)
 
-    monkeypatch.setattr(vit_module.F, "scaled_dot_product_attention", spy)
+    monkeypatch.setattr(transformer_module.F, "scaled_dot_product_attention", spy)
     model = small_vit()
     x, keep = torch.randn(2, 3, 16, 16), torch.tensor([[0, 1], [2, 3]])
     model(x)

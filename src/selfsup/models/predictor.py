@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from selfsup.models.vit import (
+from selfsup.models.transformer import (
     INIT_STD,
     LN_EPS,
     check_indices,
