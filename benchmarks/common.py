@@ -294,3 +294,240 @@ def run_main(main: Callable[[], int]) -> None:
         raise SystemExit(main())
     except (ConfigError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
+
+
+# --------------------------------------------------------------------------- I-JEPA
+# The I-JEPA benchmarks (throughput_ijepa.py, cost_ijepa_vs_simclr.py) add what follows;
+# everything above is the SimCLR benchmarks' and unchanged.
+
+#: The paper's multi-block masks (Sec. 3, SPEC), on both sides of every I-JEPA benchmark.
+IJEPA_MASKS: dict[str, Any] = {
+    "num_targets": 4,
+    "target_scale": (0.15, 0.2),
+    "target_aspect": (0.75, 1.5),
+    "context_scale": (0.85, 1.0),
+    "min_context": 10,
+}
+#: lightly's examples/pytorch/ijepa.py: AdamW(lr=1.5e-4), EMA momentum 0.996 -> 1.0.
+LIGHTLY_IJEPA_LR = 1.5e-4
+LIGHTLY_IJEPA_EMA = (0.996, 1.0)
+#: The official recipe's crop scale (0.3, 1.0); lightly's IJEPATransform defaults to 0.2.
+IJEPA_CROP_MIN = 0.3
+
+
+def cifar10_train_folder() -> Path:
+    """The CIFAR-10 JPEG train tree that lightly's pipelines read with ImageFolder."""
+    root = resolve_cifar10() / "train"
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"lightly's pipeline reads the CIFAR-10 JPEG tree (train/<class>/*.jpg), but "
+            f"{root} does not exist (CIFAR-10 resolved to {root.parent}). Point SELFSUP_DATA "
+            "at a folder holding cifar10/train/<class>/*.jpg."
+        )
+    return root
+
+
+def lightly_ijepa_loader(
+    batch_size: int, size: int, patch_size: int, num_workers: int = LIGHTLY_WORKERS
+) -> torch.utils.data.DataLoader[Any]:
+    """lightly's I-JEPA data path with the paper's masks, over the CIFAR-10 JPEG files.
+
+    As in ``examples/pytorch/ijepa.py``: a dataset with ``IJEPATransform`` (bicubic
+    random resized crop to ``size``, flip, ImageNet normalisation) and ``IJEPAMaskCollator``
+    as the loader's ``collate_fn`` (so masks are drawn in the worker processes). Batches
+    are ``((images, labels), [context (B, K)], [target (B, T)] * 4)``. On an 8x8 grid
+    the collator never returns (docs/masks.md); 14x14 works.
+    """
+    from lightly.data.ijepa_collate import IJEPAMaskCollator
+    from lightly.transforms.ijepa_transform import IJEPATransform
+
+    m = IJEPA_MASKS
+    collator = IJEPAMaskCollator(
+        input_size=size,
+        patch_size=patch_size,
+        enc_mask_scale=m["context_scale"],
+        pred_mask_scale=m["target_scale"],
+        aspect_ratio=m["target_aspect"],
+        nenc=1,
+        npred=m["num_targets"],
+        min_keep=m["min_context"],
+    )
+    transform = IJEPATransform(input_size=size, min_scale=IJEPA_CROP_MIN)
+    dataset = torchvision.datasets.ImageFolder(str(cifar10_train_folder()), transform=transform)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        collate_fn=collator,
+    )
+
+
+class LightlyExampleIJEPA(nn.Module):
+    """lightly's example I-JEPA model (``examples/pytorch/ijepa.py``) at a chosen ViT size.
+
+    The example builds both halves from torchvision ViT-B/32s; here the encoder is
+    ``IJEPABackbone.from_vit`` of a torchvision ``VisionTransformer`` of the given width,
+    depth and heads (MLP 4x width), and the predictor lightly's ``IJEPAPredictor`` built
+    directly: its ``from_vit_encoder`` fixes the input width to 768. lightly's predictor
+    uses ``mlp_dim`` both as the encoder width (its in/out projections) and as the MLP
+    width of its blocks, so a width-P predictor on a width-D encoder has MLP width D (2P
+    for D = 2P), not 4P as selfsup's; ``match_mlp`` gives it 4P blocks and D <-> P
+    projections (the same architecture as selfsup's predictor).
+
+    ``forward(images, masks_enc, masks_pred)`` -> (z, h), each (M·B, T, D): predictions
+    and layer-normalised target tokens, exactly as the example.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        patch_size: int,
+        width: int,
+        depth: int,
+        heads: int,
+        predictor_width: int,
+        predictor_depth: int,
+        match_mlp: bool = False,
+    ) -> None:
+        import copy
+
+        from lightly.models.modules import ijepa
+
+        super().__init__()
+        vit = torchvision.models.VisionTransformer(
+            image_size=size,
+            patch_size=patch_size,
+            num_layers=depth,
+            num_heads=heads,
+            hidden_dim=width,
+            mlp_dim=4 * width,
+        )
+        self.encoder = ijepa.IJEPABackbone.from_vit(vit)
+        n = (size // patch_size) ** 2
+        self.predictor = ijepa.IJEPAPredictor(
+            seq_length=n,
+            num_layers=predictor_depth,
+            num_heads=heads,
+            hidden_dim=predictor_width,
+            predictor_embed_dim=predictor_width,
+            num_patches=n,
+            mlp_dim=4 * predictor_width if match_mlp else width,
+            dropout=0.0,
+            attention_dropout=0.0,
+        )
+        if match_mlp:
+            self.predictor.predictor_embed = nn.Linear(width, predictor_width)
+            self.predictor.predictor_proj = nn.Linear(predictor_width, width)
+        self.target_encoder = copy.deepcopy(self.encoder)
+
+    def forward_target(
+        self, imgs: torch.Tensor, masks_enc: list[torch.Tensor], masks_pred: list[torch.Tensor]
+    ) -> torch.Tensor:
+        from lightly.models import utils
+
+        with torch.no_grad():
+            h = self.target_encoder(imgs)
+            h = nn.functional.layer_norm(h, (h.size(-1),))
+            b = len(h)
+            h = utils.apply_masks(h, masks_pred)
+            out: torch.Tensor = utils.repeat_interleave_batch(h, b, repeat=len(masks_enc))
+            return out
+
+    def forward_context(
+        self, imgs: torch.Tensor, masks_enc: list[torch.Tensor], masks_pred: list[torch.Tensor]
+    ) -> torch.Tensor:
+        z = self.encoder(imgs, masks_enc)
+        out: torch.Tensor = self.predictor(z, masks_enc, masks_pred)
+        return out
+
+    def forward(
+        self, imgs: torch.Tensor, masks_enc: list[torch.Tensor], masks_pred: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.forward_context(imgs, masks_enc, masks_pred)
+        h = self.forward_target(imgs, masks_enc, masks_pred)
+        return z, h
+
+    @torch.no_grad()
+    def update_target_encoder(self, m: float) -> None:
+        """The example's EMA: a Python loop over parameter pairs."""
+        for param_q, param_k in zip(
+            self.encoder.parameters(), self.target_encoder.parameters(), strict=True
+        ):
+            param_k.data.mul_(m).add_((1.0 - m) * param_q.detach().data)
+
+
+def lightly_ijepa_trainer(
+    model: LightlyExampleIJEPA, device: torch.device, total_steps: int, bf16: bool = False
+) -> Callable[[Any], torch.Tensor]:
+    """One step of lightly's example I-JEPA loop, in its order: forward, SmoothL1Loss,
+    backward, AdamW step, zero_grad, EMA update (momentum linear over ``total_steps``).
+
+    Returns ``step(batch) -> loss`` for a batch of ``lightly_ijepa_loader``.
+    """
+    criterion = nn.SmoothL1Loss()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=LIGHTLY_IJEPA_LR)
+    autocast = partial(torch.autocast, device.type, dtype=torch.bfloat16, enabled=bf16)
+    start, end = LIGHTLY_IJEPA_EMA
+    done = 0
+
+    def step(batch: Any) -> torch.Tensor:
+        nonlocal done
+        udata, masks_enc, masks_pred = batch
+        imgs = udata[0].to(device, non_blocking=True)
+        masks_1 = [u.to(device, non_blocking=True) for u in masks_enc]
+        masks_2 = [u.to(device, non_blocking=True) for u in masks_pred]
+        with autocast():
+            z, h = model(imgs, masks_1, masks_2)
+            loss: torch.Tensor = criterion(z, h)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        model.update_target_encoder(start + min(done, total_steps) * (end - start) / total_steps)
+        done += 1
+        return loss.detach()
+
+    return step
+
+
+def count_parameters(module: nn.Module, exclude: Sequence[str] = ()) -> int:
+    """Trainable parameters of ``module`` whose names start with none of ``exclude``."""
+    return sum(
+        p.numel()
+        for name, p in module.named_parameters()
+        if p.requires_grad and not any(name.startswith(e) for e in exclude)
+    )
+
+
+def time_fit(
+    make_trainer: Callable[[StepClock, str], Any], marks: Sequence[int], device: torch.device
+) -> list[float]:
+    """Clock reads at ``marks`` completed steps of one real ``Trainer.fit()``.
+
+    ``make_trainer(clock, run_dir)`` builds the trainer with ``clock`` among its callbacks
+    and a fresh temporary ``run_dir`` (removed afterwards).
+    """
+    import tempfile
+
+    clock = StepClock(marks, device)
+    with tempfile.TemporaryDirectory(prefix="bench_") as run_dir:
+        make_trainer(clock, run_dir).fit()
+    return [clock.times[m] for m in marks]
+
+
+def timed_loop(marks: Sequence[int], device: torch.device, step: Callable[[], Any]) -> list[float]:
+    """Run ``step`` ``marks[-1]`` times; clock reads after ``marks`` completed steps."""
+    times: list[float] = []
+    for done in range(1, marks[-1] + 1):
+        step()
+        if done in marks:
+            synchronize(device)
+            times.append(time.perf_counter())
+    return times
+
+
+def flops_by_module(counter: Any) -> dict[str, int]:
+    """Total FLOPs per module name of a finished ``FlopCounterMode`` ("Global": all)."""
+    return {name: int(sum(ops.values())) for name, ops in counter.get_flop_counts().items()}
