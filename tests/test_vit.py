@@ -303,3 +303,16 @@ def test_token_pooling_rejects_bad_input() -> None:
         TokenPooling(small_vit(), layers=3)
     with pytest.raises(ValueError, match="layers must be a positive integer"):
         TokenPooling(small_vit(), layers=0)
+
+
+def test_attention_under_cpu_bf16_autocast_runs_in_fp32_and_matches() -> None:
+    torch.manual_seed(0)
+    attn = Attention(32, num_heads=4)
+    x = torch.randn(3, 10, 32)
+    want = attn(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = attn(x)
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), want, rtol=0.05, atol=0.05)
+    got.float().sum().backward()  # the fp32 detour keeps the graph intact
+    assert attn.qkv.weight.grad is not None
