@@ -170,3 +170,23 @@ def test_ijepa_bad_input(data: Path, tmp_path: Path) -> None:
     args = ijepa_overrides(data, tmp_path / "r", **{"loss.kind": "l1"})
     assert_user_error(run("pretrain", "ijepa", *args), "loss.kind", "smooth_l1")
     assert not (tmp_path / "r" / "last.pt").exists()
+
+
+def test_ijepa_under_torchrun_with_two_processes(data: Path, tmp_path: Path) -> None:
+    """DDP wraps the context encoder + predictor (one module, masks passed through)."""
+    import os
+    import subprocess
+    import sys
+
+    src = Path(__file__).resolve().parent.parent / "src"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(src)}
+    run_dir = tmp_path / "ddp"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+        "-m", "selfsup.cli", "pretrain", "ijepa", *ijepa_overrides(data, run_dir),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ckpt = load_checkpoint(run_dir / "last.pt")
+    assert ckpt["world_size"] == 2 and ckpt["step"] == STEPS  # global batch 8 = 2 x 4
+    assert len(read_metrics(run_dir)) == STEPS
