@@ -190,3 +190,32 @@ def test_ijepa_under_torchrun_with_two_processes(data: Path, tmp_path: Path) -> 
     ckpt = load_checkpoint(run_dir / "last.pt")
     assert ckpt["world_size"] == 2 and ckpt["step"] == STEPS  # global batch 8 = 2 x 4
     assert len(read_metrics(run_dir)) == STEPS
+
+
+def test_ijepa_refuses_bad_masks_and_foreign_checkpoints_before_training(
+    data: Path, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "r"
+    # A 4 x 4 grid cannot keep 12 context patches around four targets.
+    args = ijepa_overrides(data, run_dir, **{"masks.min_context": 12})
+    assert_user_error(run("pretrain", "ijepa", *args), "min_context=12", "impossible")
+    args = ijepa_overrides(data, run_dir, **{"masks.target_scale": "[0.2,1.5]"})
+    assert_user_error(run("pretrain", "ijepa", *args), "target_scale")
+    args = ijepa_overrides(data, run_dir, **{"masks.target_aspect": "[2.0,0.5]"})
+    assert_user_error(run("pretrain", "ijepa", *args), "target_aspect")
+    assert not run_dir.exists() or not (run_dir / "last.pt").exists()
+
+
+def test_ijepa_resume_refuses_a_simclr_run(trained_simclr_dir: Path, data: Path) -> None:
+    args = ijepa_overrides(data, trained_simclr_dir)
+    assert_user_error(run("pretrain", "ijepa", *args, "--resume"), "written by method 'simclr'")
+
+
+@pytest.fixture
+def trained_simclr_dir(data: Path, tmp_path: Path) -> Path:
+    from test_cli import overrides
+
+    run_dir = tmp_path / "simclr"
+    code, _, err = run("pretrain", "simclr", *overrides(data, run_dir, **{"train.epochs": 0.5}))
+    assert code == 0, err
+    return run_dir
