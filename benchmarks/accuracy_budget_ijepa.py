@@ -157,7 +157,7 @@ def fit_budget(cfg: Config, n_images: int, budget_s: float, cal: dict[str, float
     # The trainers take ceil(epochs * per_epoch) steps: half a step below lands on `steps`.
     epochs = (steps - 0.5) / per_epoch
     warmup = cfg.optim.warmup_epochs * epochs / cfg.train.epochs
-    # Fixed-point text: YAML (the override parser) reads "1e-05" as a string.
+    # Ten decimals: close enough that ceil(epochs * per_epoch) still lands on `steps`.
     return apply_overrides(
         cfg, [f"train.epochs={epochs:.10f}", f"optim.warmup_epochs={warmup:.10f}"]
     )
