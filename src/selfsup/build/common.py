@@ -8,6 +8,7 @@ its own from Python.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,12 +17,13 @@ import torch
 from torch import nn
 
 from selfsup import dist
-from selfsup.config import ConfigError, to_dict
+from selfsup.config import ConfigError, to_dict, unknown_name_error
 from selfsup.data.datasets import ImageData, load_dataset
 from selfsup.engine.checkpoint import load_checkpoint
 from selfsup.engine.optim import build_optimizer, parameter_groups
-from selfsup.engine.trainer import CHECKPOINT_NAME, TrainerSettings
+from selfsup.engine.trainer import CHECKPOINT_NAME, Trainer, TrainerSettings
 from selfsup.eval import KNNMonitor
+from selfsup.models import is_model, list_models
 from selfsup.recipes import DataSection, EvalSection, TrainSection
 
 
@@ -193,3 +195,25 @@ def make_optimizer(
     return build_optimizer(
         name, groups, lr=lr, weight_decay=weight_decay, momentum=momentum, betas=betas
     )
+
+
+def run_pretraining(
+    cfg: MethodConfig,
+    method: str,
+    encoder: str,
+    make_trainer: Callable[[Any, torch.Tensor], Trainer],
+    *,
+    resume: bool = False,
+) -> PretrainOutcome:
+    """Pre-train ``method`` as configured: checks before any data is read or step taken
+    (encoder name, run folder), then ``make_trainer(cfg, images)`` fits the train split."""
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
+    dist.init_from_env()
+    if not is_model(encoder):
+        raise unknown_name_error("model.encoder", encoder, list_models())
+    check_run_dir(cfg, method, resume=resume)
+    train = load_split(cfg.data, cfg.data.train_split, labelled=False)
+    trainer = make_trainer(cfg, train.images)
+    summary = trainer.fit(resume=resume)
+    return PretrainOutcome(checkpoint=trainer.checkpoint_path, summary=summary)

@@ -9,14 +9,12 @@ from typing import Any
 
 import torch
 
-from selfsup import dist
 from selfsup.build.common import (
     PretrainOutcome,
-    check_run_dir,
     knn_monitor,
-    load_split,
     make_optimizer,
     per_process_batch,
+    run_pretraining,
     trainer_settings,
 )
 from selfsup.config import ConfigError, to_dict, unknown_name_error
@@ -179,14 +177,5 @@ def ijepa_trainer(
 
 
 def pretrain_ijepa(cfg: IJEPAConfig, *, resume: bool = False) -> PretrainOutcome:
-    """Pre-train I-JEPA as configured; returns the final checkpoint's path."""
-    if cfg.train.num_threads:
-        torch.set_num_threads(cfg.train.num_threads)
-    dist.init_from_env()
-    if not is_model(cfg.model.encoder):
-        raise unknown_name_error("model.encoder", cfg.model.encoder, list_models())
-    check_run_dir(cfg, "ijepa", resume=resume)  # before any data is read or step is taken
-    train = load_split(cfg.data, cfg.data.train_split, labelled=False)
-    trainer = ijepa_trainer(cfg, train.images)
-    summary = trainer.fit(resume=resume)
-    return PretrainOutcome(checkpoint=trainer.checkpoint_path, summary=summary)
+    """Pre-train IJEPA as configured; returns the final checkpoint's path."""
+    return run_pretraining(cfg, "ijepa", cfg.model.encoder, ijepa_trainer, resume=resume)

@@ -9,23 +9,21 @@ from typing import Any
 
 import torch
 
-from selfsup import dist
 from selfsup.build.common import (
     PretrainOutcome,
-    check_run_dir,
     knn_monitor,
-    load_split,
     make_optimizer,
     per_process_batch,
+    run_pretraining,
     trainer_settings,
 )
-from selfsup.config import to_dict, unknown_name_error
+from selfsup.config import to_dict
 from selfsup.data.augment import build_augmentation, simclr_augmentation
 from selfsup.engine.protocol import PeriodicCallback
 from selfsup.engine.schedules import scale_learning_rate, warmup_cosine
 from selfsup.engine.trainer import Trainer
 from selfsup.methods.simclr import SimCLR
-from selfsup.models import create_model, is_model, list_models, projection_head
+from selfsup.models import create_model, projection_head
 from selfsup.models.pooling import TokenPooling
 from selfsup.models.registry import model_arguments
 from selfsup.recipes import SimCLRConfig
@@ -83,16 +81,7 @@ def build_simclr(cfg: SimCLRConfig) -> SimCLR:
 
 def pretrain_simclr(cfg: SimCLRConfig, *, resume: bool = False) -> PretrainOutcome:
     """Pre-train SimCLR as configured; returns the final checkpoint's path."""
-    if cfg.train.num_threads:
-        torch.set_num_threads(cfg.train.num_threads)
-    dist.init_from_env()
-    if not is_model(cfg.model.encoder):
-        raise unknown_name_error("model.encoder", cfg.model.encoder, list_models())
-    check_run_dir(cfg, "simclr", resume=resume)  # before any data is read or step is taken
-    train = load_split(cfg.data, cfg.data.train_split, labelled=False)
-    trainer = simclr_trainer(cfg, train.images)
-    summary = trainer.fit(resume=resume)
-    return PretrainOutcome(checkpoint=trainer.checkpoint_path, summary=summary)
+    return run_pretraining(cfg, "simclr", cfg.model.encoder, simclr_trainer, resume=resume)
 
 
 def simclr_trainer(
