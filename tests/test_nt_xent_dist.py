@@ -14,6 +14,7 @@ parameter gradients over processes: (1/P) Σ_p (∂z_p/∂θ)ᵀ P ∂L/∂z_p =
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import torch
@@ -71,6 +72,12 @@ def _worker(rank: int, out_dir: str) -> None:
                 }
             )
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
+        # Free every tensor and DDP reducer that gloo's work objects may still reference
+        # while the interpreter is alive: freeing them during interpreter shutdown aborts
+        # the process ("terminate called without an active exception").
+        del results, model, z, loss, z_a, z_b
+        gc.collect()
+        tdist.barrier()
     finally:
         tdist.destroy_process_group()
 
