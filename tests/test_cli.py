@@ -283,6 +283,14 @@ def test_batch_of_one_is_refused(data: Path, tmp_path: Path) -> None:
     assert_user_error(run("pretrain", "simclr", *args), "NT-Xent needs at least 2 images")
 
 
+def test_a_run_that_would_be_all_warm_up_is_refused(data: Path, tmp_path: Path) -> None:
+    # A shortened run with the recipe's warm-up would never reach the peak learning rate.
+    args = overrides(data, tmp_path / "r", **{"train.epochs": 2, "optim.warmup_epochs": 2})
+    err = assert_user_error(run("pretrain", "simclr", *args), "optim.warmup_epochs=2")
+    assert "train.epochs=2" in err and "optim.warmup_epochs=0.2" in err
+    assert not (tmp_path / "r" / "last.pt").exists()
+
+
 def test_missing_and_foreign_checkpoints(tmp_path: Path) -> None:
     missing = tmp_path / "missing.pt"
     assert_user_error(run("eval", "knn", "--checkpoint", missing), "No checkpoint", "missing.pt")

@@ -137,6 +137,7 @@ def test_simclr_trains_a_vit(data: Path, tmp_path: Path) -> None:
         "model.patch_size=8",
         "train.batch_size=8",
         "train.epochs=1",
+        "optim.warmup_epochs=0",
         f"train.run_dir={tmp_path / 'vit'}",
         "train.progress=false",
         "train.device=cpu",
@@ -169,6 +170,8 @@ def test_ijepa_bad_input(data: Path, tmp_path: Path) -> None:
     assert_user_error(run("pretrain", "ijepa", *args), "Did you mean 'vit_tiny'?")
     args = ijepa_overrides(data, tmp_path / "r", **{"loss.kind": "l1"})
     assert_user_error(run("pretrain", "ijepa", *args), "loss.kind", "smooth_l1")
+    args = ijepa_overrides(data, tmp_path / "r", **{"optim.warmup_epochs": 3})
+    assert_user_error(run("pretrain", "ijepa", *args), "warmup_epochs=3", "train.epochs=2")
     assert not (tmp_path / "r" / "last.pt").exists()
 
 
@@ -216,6 +219,10 @@ def trained_simclr_dir(data: Path, tmp_path: Path) -> Path:
     from test_cli import overrides
 
     run_dir = tmp_path / "simclr"
-    code, _, err = run("pretrain", "simclr", *overrides(data, run_dir, **{"train.epochs": 0.5}))
+    code, _, err = run(
+        "pretrain",
+        "simclr",
+        *overrides(data, run_dir, **{"train.epochs": 0.5, "optim.warmup_epochs": 0}),
+    )
     assert code == 0, err
     return run_dir

@@ -144,6 +144,25 @@ def check_run_dir(cfg: MethodConfig, method: str, *, resume: bool) -> None:
         )
 
 
+def warmup_steps(
+    warmup_epochs: float, epochs: float, steps_per_epoch: int, total_steps: int
+) -> int:
+    """Steps of linear learning-rate warm-up: ``optim.warmup_epochs`` worth, at most the run.
+
+    A warm-up as long as ``train.epochs`` would leave the run rising toward a peak it never
+    reaches, usually because ``train.epochs`` was shortened on the command line and the
+    recipe's warm-up was not; that is refused with the fix. (``total_steps`` may still cut
+    it: benchmarks time a few steps of the full recipe.)
+    """
+    if warmup_epochs > 0 and warmup_epochs >= epochs:
+        raise ConfigError(
+            f"optim.warmup_epochs={warmup_epochs:g} is not below train.epochs={epochs:g}: "
+            "the whole run would be learning-rate warm-up. Shorten the warm-up with the run, "
+            f"e.g. optim.warmup_epochs={0.1 * epochs:g} (10 % of it), or set it to 0."
+        )
+    return min(total_steps, int(round(warmup_epochs * steps_per_epoch)))
+
+
 def trainer_settings(t: TrainSection, *, per_process: int, total_steps: int) -> TrainerSettings:
     """The engine's settings from the config's train section."""
     return TrainerSettings(

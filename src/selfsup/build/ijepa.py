@@ -16,6 +16,7 @@ from selfsup.build.common import (
     per_process_batch,
     run_pretraining,
     trainer_settings,
+    warmup_steps,
 )
 from selfsup.config import ConfigError, to_dict, unknown_name_error
 from selfsup.data.augment import build_augmentation
@@ -137,7 +138,7 @@ def ijepa_trainer(
     scale = scale_learning_rate(1.0, t.batch_size, o.lr_scaling) / scale_learning_rate(
         1.0, PAPER_BATCH, o.lr_scaling
     )
-    warmup = min(total_steps, int(round(o.warmup_epochs * steps_per_epoch)))
+    warmup = warmup_steps(o.warmup_epochs, t.epochs, steps_per_epoch, total_steps)
     schedules: dict[str, Callable[[int], float]] = {
         "lr": partial(
             warmup_cosine,

@@ -16,6 +16,7 @@ from selfsup.build.common import (
     per_process_batch,
     run_pretraining,
     trainer_settings,
+    warmup_steps,
 )
 from selfsup.config import to_dict
 from selfsup.data.augment import build_augmentation, simclr_augmentation
@@ -110,7 +111,7 @@ def simclr_trainer(
     steps_per_epoch = len(images) // t.batch_size
     if total_steps is None:
         total_steps = max(1, math.ceil(t.epochs * steps_per_epoch))
-    warmup = int(round(o.warmup_epochs * steps_per_epoch))
+    warmup = warmup_steps(o.warmup_epochs, t.epochs, steps_per_epoch, total_steps)
     lr = scale_learning_rate(o.lr, t.batch_size, o.lr_scaling)
     optimizer_factory = partial(
         make_optimizer, name=o.name, lr=lr, weight_decay=o.weight_decay, momentum=o.momentum
@@ -119,7 +120,7 @@ def simclr_trainer(
         "lr": partial(
             warmup_cosine,
             total_steps=total_steps,
-            warmup_steps=min(warmup, total_steps),
+            warmup_steps=warmup,
             base_value=lr,
             final_value=o.final_lr,
         )
