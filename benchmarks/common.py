@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Callable, Generator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
@@ -142,6 +143,38 @@ def window_marks(warmup: int, steps: int, repeats: int) -> list[int]:
             "(one warm-up step at least: the first step pays one-time allocations)."
         )
     return [warmup + i * steps for i in range(repeats + 1)]
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The timed windows of a throughput benchmark: ``warmup`` untimed steps, then
+    ``repeats`` windows of ``steps`` steps each (one median over the windows)."""
+
+    steps: int
+    repeats: int
+    warmup: int
+
+    @property
+    def marks(self) -> list[int]:
+        return window_marks(self.warmup, self.steps, self.repeats)
+
+    def settings(self) -> dict[str, int]:
+        return {
+            "steps_per_repeat": self.steps,
+            "repeats": self.repeats,
+            "warmup_steps": self.warmup,
+        }
+
+
+def timing_windows(args: Any, device: torch.device) -> Windows:
+    """``--steps``/``--repeats``/``--warmup``, or the defaults for the device: short windows
+    on a CPU (a step takes seconds), longer ones on a GPU (a step takes milliseconds)."""
+    gpu = device.type == "cuda"
+    return Windows(
+        steps=args.steps or (50 if gpu else 5),
+        repeats=args.repeats or (5 if gpu else 3),
+        warmup=args.warmup or (10 if gpu else 2),
+    )
 
 
 def window_rates(times: Sequence[float], steps: int, batch: int) -> list[float]:

@@ -217,11 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = select_device(args.device)
-    gpu = device.type == "cuda"
-    steps = args.steps or (50 if gpu else 5)
-    repeats = args.repeats or (5 if gpu else 3)
-    warmup = args.warmup or (10 if gpu else 2)
-    marks = common.window_marks(warmup, steps, repeats)
+    windows = common.timing_windows(args, device)
+    marks = windows.marks
     info = common.hardware(device)
     settings = {
         "batch_size": args.batch_size,
@@ -230,9 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         "encoder": "vit_tiny",
         "ijepa_recipe": IJEPA_RECIPE,
         "precision": "bf16 (timing); fp32, SDPA math backend (FLOP counting)",
-        "steps_per_repeat": steps,
-        "repeats": repeats,
-        "warmup_steps": warmup,
+        **windows.settings(),
         "flop_steps": args.flop_steps,
     }
     common.print_header("I-JEPA vs SimCLR step cost, CIFAR-10 32 px, ViT-tiny/4", info, settings)

@@ -264,11 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = select_device(args.device)
-    gpu = device.type == "cuda"
-    steps = args.steps or (50 if gpu else 5)
-    repeats = args.repeats or (5 if gpu else 3)
-    warmup = args.warmup or (10 if gpu else 2)
-    marks = common.window_marks(warmup, steps, repeats)
+    windows = common.timing_windows(args, device)
+    marks = windows.marks
     cfg = selfsup_config(args, device, "truncate")
     ours = build_ijepa(cfg, 1)
     theirs = lightly_model(args, torch.device("cpu"))
@@ -279,9 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         "patch_size": args.patch_size,
         "grid": f"{args.size // args.patch_size}x{args.size // args.patch_size}",
         "masks": common.IJEPA_MASKS,
-        "steps_per_repeat": steps,
-        "repeats": repeats,
-        "warmup_steps": warmup,
+        **windows.settings(),
         "lightly_workers": args.workers,
         "lightly_torch_threads": args.lightly_threads or torch.get_num_threads(),
         "params_selfsup_encoder": common.count_parameters(ours.online.encoder),

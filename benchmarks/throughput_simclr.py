@@ -265,11 +265,8 @@ def report(runs: dict[str, list[float]]) -> tuple[dict[str, float], dict[str, fl
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     device = select_device(args.device)
-    gpu = device.type == "cuda"
-    steps = args.steps or (50 if gpu else 5)
-    repeats = args.repeats or (5 if gpu else 3)
-    warmup = args.warmup or (10 if gpu else 2)
-    marks = common.window_marks(warmup, steps, repeats)
+    windows = common.timing_windows(args, device)
+    marks = windows.marks
     cfg = selfsup_config(args, device)
     if cfg.train.batch_size != args.batch_size:
         raise ConfigError(
@@ -279,9 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     info = common.hardware(device)
     settings = {
         "batch_size": args.batch_size,
-        "steps_per_repeat": steps,
-        "repeats": repeats,
-        "warmup_steps": warmup,
+        **windows.settings(),
         "lightly_workers": args.workers,
         "lightly_torch_threads": args.lightly_threads or torch.get_num_threads(),
         "selfsup_precision": cfg.train.precision,
