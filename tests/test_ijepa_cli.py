@@ -226,3 +226,15 @@ def trained_simclr_dir(data: Path, tmp_path: Path) -> Path:
     )
     assert code == 0, err
     return run_dir
+
+
+def test_patch_embed_std_reaches_the_context_and_target_encoders() -> None:
+    from selfsup.build.ijepa import build_ijepa
+    from selfsup.config import load_config
+
+    keys = ["model.encoder=vit_tiny", "model.patch_size=4", "augment.size=32"]
+    keys += ["model.predictor_dim=48", "model.predictor_depth=1", "model.patch_embed_std=0.08"]
+    method = build_ijepa(load_config(IJEPAConfig, None, keys), total_steps=10)
+    weight = method.encoder.patch_embed.weight
+    assert abs(weight.std().item() - 0.08) < 0.004
+    assert torch.equal(method.target_encoder.patch_embed.weight, weight)

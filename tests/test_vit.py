@@ -196,6 +196,20 @@ def test_ijepa_initialisation() -> None:
             assert abs(proj.weight.std().item() / expected - 1) < 0.05, (layer_id, proj)
 
 
+def test_patch_embed_std() -> None:
+    # The default is the official draw (same RNG stream as before the option existed).
+    default, official = small_vit(), small_vit(patch_embed_std=0.02)
+    for a, b in zip(default.parameters(), official.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert abs(default.patch_embed.weight.std().item() - 0.02) < 0.003
+    wide = create_model("vit_tiny", img_size=32, patch_size=4, patch_embed_std=0.08)
+    assert abs(wide.patch_embed.weight.std().item() - 0.08) < 0.004
+    # Only the patch embedding changes: the blocks keep I-JEPA's initialisation.
+    assert abs(wide.blocks[0].attn.qkv.weight.std().item() - 0.02) < 0.001
+    with pytest.raises(ValueError, match="patch_embed_std must be > 0"):
+        small_vit(patch_embed_std=0.0)
+
+
 def test_stochastic_depth() -> None:
     model = small_vit(depth=3, drop_path_rate=0.2)
     assert [b.drop_path.p for b in model.blocks] == pytest.approx([0.0, 0.1, 0.2])

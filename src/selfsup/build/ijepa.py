@@ -49,6 +49,11 @@ def encoder_spec(cfg: IJEPAConfig) -> dict[str, Any]:
     }
 
 
+def encoder_init(cfg: IJEPAConfig) -> dict[str, Any]:
+    """Keyword arguments that only shape the initial weights (not saved in checkpoints)."""
+    return {"drop_path_rate": cfg.model.drop_path, "patch_embed_std": cfg.model.patch_embed_std}
+
+
 def build_ijepa(cfg: IJEPAConfig, total_steps: int) -> IJEPA:
     """I-JEPA from its config; ``total_steps`` sets the EMA momentum schedule's length."""
     m = cfg.model
@@ -63,7 +68,7 @@ def build_ijepa(cfg: IJEPAConfig, total_steps: int) -> IJEPA:
     takes = model_arguments(m.encoder)
     vits = [n for n in list_models() if "patch_size" in (model_arguments(n) or ())]
     encoder = (
-        create_model(spec["name"], **spec["kwargs"], drop_path_rate=m.drop_path)
+        create_model(spec["name"], **spec["kwargs"], **encoder_init(cfg))
         if takes is None or "patch_size" in takes
         else None
     )

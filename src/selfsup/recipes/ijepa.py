@@ -20,6 +20,9 @@ class IJEPAModelSection:
     encoder: str = option("vit_huge", "registered ViT: vit_tiny, vit_small ... vit_huge")
     patch_size: int = option(14, "patch side in pixels: 4 for 32 px, 14 or 16 for 224 px")
     drop_path: float = option(0.0, "stochastic depth rate of the context encoder")
+    patch_embed_std: float = option(
+        0.02, "init std of the patch embedding (official 0.02 is for 16 px patches)"
+    )
     predictor_dim: int = option(384, "predictor width (paper: 384 for ViT-H)")
     predictor_depth: int = option(12, "predictor blocks (paper: 12 for ViT-H)")
     predictor_heads: int | None = option(None, "None: the encoder's number of heads (SPEC)")
