@@ -45,6 +45,7 @@ import common  # noqa: E402 - the benchmarks' shared module, beside this script
 from accuracy_budget_simclr import subset  # noqa: E402
 
 from selfsup.build import load_split, pretrain_simclr, simclr_trainer  # noqa: E402
+from selfsup.build.ijepa import encoder_init as ijepa_init  # noqa: E402
 from selfsup.build.ijepa import encoder_spec as ijepa_spec  # noqa: E402
 from selfsup.build.ijepa import ijepa_trainer, pretrain_ijepa  # noqa: E402
 from selfsup.build.simclr import encoder_spec as simclr_spec  # noqa: E402
@@ -256,10 +257,12 @@ def run(
     if "baseline" not in args.skip:
         cfg = next(iter(cfgs.values()), None) or load_config(IJEPAConfig, args.ijepa_config)
         spec = ijepa_spec(cfg) if isinstance(cfg, IJEPAConfig) else simclr_spec(cfg)
+        # The I-JEPA recipe's initialisation (model.patch_embed_std), where training starts.
+        init = ijepa_init(cfg) if isinstance(cfg, IJEPAConfig) else {}
         name = f"random-init {spec['name']} (pooled tokens)"
         print(f"evaluating: {name} ...", flush=True)
         torch.manual_seed(0)
-        net = create_model(spec["name"], **spec["kwargs"])  # as checkpoints rebuild it
+        net = create_model(spec["name"], **spec["kwargs"], **init)
         net = TokenPooling(net) if getattr(net, "token_output", False) else net
         rows[name] = score(args, net, data, device, None)
     return rows
