@@ -183,5 +183,5 @@ def ijepa_trainer(
 
 
 def pretrain_ijepa(cfg: IJEPAConfig, *, resume: bool = False) -> PretrainOutcome:
-    """Pre-train IJEPA as configured; returns the final checkpoint's path."""
+    """Pre-train I-JEPA as configured: the final checkpoint's path and the run summary."""
     return run_pretraining(cfg, "ijepa", cfg.model.encoder, ijepa_trainer, resume=resume)

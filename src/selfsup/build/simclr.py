@@ -81,7 +81,7 @@ def build_simclr(cfg: SimCLRConfig) -> SimCLR:
 
 
 def pretrain_simclr(cfg: SimCLRConfig, *, resume: bool = False) -> PretrainOutcome:
-    """Pre-train SimCLR as configured; returns the final checkpoint's path."""
+    """Pre-train SimCLR as configured: the final checkpoint's path and the run summary."""
     return run_pretraining(cfg, "simclr", cfg.model.encoder, simclr_trainer, resume=resume)
 
 

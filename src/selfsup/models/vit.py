@@ -80,6 +80,8 @@ class VisionTransformer(nn.Module):
         for name, value in (("img_size", img_size), ("patch_size", patch_size), ("depth", depth)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not patch_embed_std > 0:
+            raise ValueError(f"patch_embed_std must be > 0, got {patch_embed_std!r}")
         if img_size % patch_size:
             raise ValueError(
                 f"img_size={img_size} is not divisible by patch_size={patch_size}; choose an "
@@ -107,8 +109,6 @@ class VisionTransformer(nn.Module):
         self.blocks = make_blocks(embed_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path_rate)
         self.norm = nn.LayerNorm(embed_dim, eps=LN_EPS)
         init_weights(self, self.blocks)
-        if not patch_embed_std > 0:
-            raise ValueError(f"patch_embed_std must be > 0, got {patch_embed_std!r}")
         # The official 0.02 was set for 16 x 16 patches (fan-in 768). With 4 x 4 patches
         # (fan-in 48) it leaves a random token's content 4x smaller than at the paper's
         # scale: 76 % of a random ViT-tiny's output-token variance on CIFAR-10 is then
