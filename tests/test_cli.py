@@ -171,6 +171,50 @@ def test_eval_knn_and_linear_on_the_checkpoint(trained: tuple[Path, str]) -> Non
     assert result["linear_top5"] == 100.0  # two classes
 
 
+def test_eval_finetune_writes_result_and_subset_beside_each_other(
+    trained: tuple[Path, str], tmp_path: Path
+) -> None:
+    ckpt = trained[0] / "last.pt"
+    out = tmp_path / "ft"
+    args = ("--epochs", 2, "--device", "cpu", "--train-batch-size", 4, "--out", out)
+    code, text, err = run("eval", "finetune", "--checkpoint", ckpt, "--labels", "50%", *args)
+    assert code == 0, err
+    assert "finetune (50% labels: 8 images, 2 epochs) top-1:" in text
+    result = json.loads((out / "finetune.json").read_text())
+    assert result["num_labels"] == 8 and result["steps"] == 4 and result["batch_size"] == 4
+    assert result["lr"] == pytest.approx(0.05 * 4 / 256)  # the paper's rule
+    assert 0 <= result["finetune_top1"] <= 100 and result["finetune_top5"] == 100.0
+    rows = (out / "subset.csv").read_text().splitlines()
+    assert rows[0] == "index,file,class" and len(rows) == 9
+    picked = [row.split(",") for row in rows[1:]]
+    assert sorted(c for _, _, c in picked) == ["blue"] * 4 + ["red"] * 4  # class-balanced
+    assert all(f == f"{c}/{Path(f).name}" for _, f, c in picked)  # real files of the split
+    # Default folder: beside the checkpoint, named after the budget and seed; --json.
+    code, text, err = run(
+        "eval", "finetune", "--checkpoint", ckpt, "--labels", "2-per-class", "--json",
+        "--seed", 1, "--epochs", 1, "--device", "cpu",
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads(text)["num_labels"] == 4
+    assert (trained[0] / "finetune_2-per-class_seed1" / "subset.csv").is_file()
+
+
+def test_eval_finetune_bad_label_budgets(trained: tuple[Path, str]) -> None:
+    ckpt = trained[0] / "last.pt"
+    assert_user_error(run("eval", "finetune", "--checkpoint", ckpt), "needs --labels", "1%")
+    assert_user_error(
+        run("eval", "knn", "--checkpoint", ckpt, "--labels", "1%"), "--labels", "finetune only"
+    )
+    assert_user_error(
+        run("eval", "finetune", "--checkpoint", ckpt, "--labels", "lots"), "'lots'", "1%"
+    )
+    assert_user_error(
+        run("eval", "finetune", "--checkpoint", ckpt, "--labels", "9-per-class"),
+        "9 images of every class",
+        "has 8",
+    )
+
+
 def test_models_lists_the_registry() -> None:
     code, out, _ = run("models")
     assert code == 0

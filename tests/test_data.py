@@ -60,6 +60,7 @@ def test_class_tree_png_round_trip_is_exact(tmp_path: Path) -> None:
     assert data.images.dtype == torch.uint8 and data.images.is_contiguous()
     assert torch.equal(data.images, expected)
     assert data.labels is not None and data.labels.tolist() == [0, 0, 0, 1, 1]
+    assert data.files == ("cat/000.png", "cat/001.png", "cat/002.png", "dog/000.png", "dog/001.png")
     assert "cat" in repr(data) and "tensor" not in repr(data)  # repr stays short
 
 
@@ -238,7 +239,8 @@ def test_undecodable_files_are_skipped_with_one_warning(tmp_path: Path) -> None:
     message = str(ours[0].message)
     assert "5 of 8" in message and all(name in message for name in bad)
     assert len(data) == 3 and data.labels is not None and data.labels.tolist() == [0, 0, 0]
-    # Kept in order: full.jpg (lossy), ok1.png, zz.png (exact).
+    # Kept in order: full.jpg (lossy), ok1.png, zz.png (exact); files name the kept ones.
+    assert data.files == ("k/full.jpg", "k/ok1.png", "k/zz.png")
     assert torch.equal(data.images[1], chw(rand_rgb(9, 16, 16)))
     assert torch.equal(data.images[2], chw(rand_rgb(9, 16, 16)))
     with pytest.raises(UndecodableImageError, match="cut.png"):
@@ -291,6 +293,8 @@ def test_bad_arguments_and_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         ImageData(torch.zeros(1, 3, 2, 2), None, (), "x")
     with pytest.raises(ValueError, match="labels must lie"):
         ImageData(torch.zeros(1, 3, 2, 2, dtype=torch.uint8), torch.tensor([2]), ("a", "b"), "x")
+    with pytest.raises(ValueError, match="files must name all 1 images"):
+        ImageData(torch.zeros(1, 3, 2, 2, dtype=torch.uint8), None, (), "x", ("a", "b"))
 
 
 def _listing(root: Path) -> list[tuple[str, int]]:

@@ -61,6 +61,7 @@ def test_batches_round_trip_with_planes_in_place(tmp_path: Path) -> None:
         assert torch.equal(test.images, torch.from_numpy(hwc).permute(0, 3, 1, 2))
         assert test.labels is not None and test.labels.tolist() == labels
         assert test.classes == CIFAR10_CLASSES and test.images.is_contiguous()
+        assert test.files == tuple(f"test#{i}" for i in range(len(test)))  # rows of the split
     train = load_dataset(tmp_path, "train", labelled=False, cache_dir=False)
     expected = np.concatenate([written[f"data_batch_{i}"][0] for i in range(1, 6)])
     assert torch.equal(train.images, torch.from_numpy(expected).permute(0, 3, 1, 2))

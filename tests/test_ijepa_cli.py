@@ -13,8 +13,9 @@ import pytest
 import torch
 from test_cli import assert_user_error, make_dataset, read_metrics, run, top1_line
 
-from selfsup.config import describe
+from selfsup.config import ConfigError, describe
 from selfsup.engine.checkpoint import load_checkpoint
+from selfsup.evaluation import encoder_from_checkpoint
 from selfsup.methods.ijepa import IJEPA
 from selfsup.recipes import IJEPAConfig
 
@@ -96,6 +97,22 @@ def test_eval_reads_ijepa_checkpoints(trained: tuple[Path, str]) -> None:
     )
     assert code == 0, err
     assert round(json.loads(text)["knn_top1"], 2) == top1_line(out, "knn")
+
+
+def test_encoder_from_checkpoint_picks_the_context_encoder_by_prefix(
+    trained: tuple[Path, str],
+) -> None:
+    path = trained[0] / "last.pt"
+    state = load_checkpoint(path)["method_state"]
+    target, _ = encoder_from_checkpoint(path)  # default: the evaluation (target) encoder
+    context, _ = encoder_from_checkpoint(path, prefix="online.encoder.")
+    for prefix, pooled in (("target_encoder.", target), ("online.encoder.", context)):
+        for name, value in pooled.encoder.state_dict().items():  # TokenPooling(.encoder)
+            assert torch.equal(value, state[prefix + name]), (prefix, name)
+    # After 4 steps the EMA target lags the context encoder.
+    assert not torch.equal(target.encoder.patch_embed.weight, context.encoder.patch_embed.weight)
+    with pytest.raises(ConfigError, match="no weights under the prefix 'nothing.'"):
+        encoder_from_checkpoint(path, prefix="nothing.")
 
 
 class Interrupted(Exception):

@@ -2,6 +2,7 @@
 
 selfsup pretrain simclr|ijepa --config configs/<recipe>.yaml key=value ... [--resume] [--eval]
 selfsup eval knn|linear --checkpoint PATH [--data cifar10]
+selfsup eval finetune --checkpoint PATH --labels 1%|10%|N-per-class [--seed 0] [--out DIR]
 selfsup models
 """
 
@@ -13,13 +14,14 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from selfsup.config import ConfigError, describe, load_config, unknown_name_error
 from selfsup.recipes import DataSection, IJEPAConfig, SimCLRConfig
 
 METHODS: dict[str, type] = {"simclr": SimCLRConfig, "ijepa": IJEPAConfig}
-PROTOCOLS = ("knn", "linear")
+PROTOCOLS = ("knn", "linear", "finetune")
 
 
 def _keys_epilog() -> str:
@@ -59,10 +61,15 @@ def _parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser(
         "eval",
-        help="evaluate a checkpoint (kNN or linear probe)",
-        description="Evaluate a pre-trained encoder on frozen features.",
+        help="evaluate a checkpoint (kNN, linear probe, few-label fine-tuning)",
+        description="Evaluate a pre-trained encoder: kNN and linear probe on frozen "
+        "features, or fine-tuning with a few labels.",
     )
-    ev.add_argument("protocol", help="knn (weighted cosine kNN) or linear (linear probe)")
+    ev.add_argument(
+        "protocol",
+        help="knn (weighted cosine kNN), linear (linear probe) or finetune (encoder and "
+        "linear head trained on a class-balanced labelled subset)",
+    )
     ev.add_argument("--checkpoint", required=True, help="a checkpoint written by pretrain")
     ev.add_argument("--data", default=None, help="dataset name or folder (default: training's)")
     ev.add_argument("--train-split", default="train", help="split of the labelled bank")
@@ -71,7 +78,20 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=int, default=512, help="feature extraction batch")
     ev.add_argument("--k", type=int, default=200, help="kNN neighbours")
     ev.add_argument("--temperature", type=float, default=0.1, help="kNN temperature")
-    ev.add_argument("--epochs", type=int, default=100, help="linear probe epochs")
+    ev.add_argument(
+        "--epochs",
+        type=int,
+        help="linear probe epochs (100); finetune: 60 for <= 1 %% labels, else 30",
+    )
+    ev.add_argument("--labels", help="finetune: 1%%, 10%% or N-per-class (class-balanced)")
+    ev.add_argument("--seed", type=int, default=0, help="finetune: seed of the subset and run")
+    ev.add_argument("--lr", type=float, help="finetune: peak lr (default 0.05 x batch / 256)")
+    ev.add_argument("--train-batch-size", type=int, default=256, help="finetune: batch size")
+    ev.add_argument(
+        "--out",
+        help="finetune: folder for finetune.json and subset.csv (default: beside "
+        "the checkpoint, finetune_<labels>_seed<seed>)",
+    )
     ev.add_argument("--strict", action="store_true", help="undecodable images are an error")
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -132,9 +152,15 @@ def _eval(args: argparse.Namespace) -> int:
     from selfsup import build, evaluation
     from selfsup.config import apply_overrides, from_dict
     from selfsup.engine.runtime import select_device
+    from selfsup.eval.finetune import LabelBudget
 
     if args.protocol not in PROTOCOLS:
         raise unknown_name_error("evaluation protocol", args.protocol, PROTOCOLS)
+    if args.protocol == "finetune" and args.labels is None:
+        raise ConfigError("finetune needs --labels: 1%, 10% or N-per-class (class-balanced).")
+    if args.protocol != "finetune" and args.labels is not None:
+        raise ConfigError(f"--labels applies to finetune only, not to {args.protocol}.")
+    budget = LabelBudget.parse(args.labels) if args.labels is not None else None
     encoder, meta = evaluation.encoder_from_checkpoint(args.checkpoint)
     # Only the data section is read: the checkpoint may come from any method (another
     # config schema); its encoder is described by meta["encoder"].
@@ -154,6 +180,31 @@ def _eval(args: argparse.Namespace) -> int:
     cfg = apply_overrides(cfg, overrides)
     train = build.load_split(cfg.data, args.train_split, labelled=True)
     test = build.load_split(cfg.data, args.test_split, labelled=True)
+    if budget is not None:
+        slug = str(budget).replace("%", "pct")
+        out = args.out or Path(args.checkpoint).parent / f"finetune_{slug}_seed{args.seed}"
+        result = evaluation.few_label_finetune(
+            encoder,
+            train,
+            test,
+            labels=budget,
+            out_dir=out,
+            seed=args.seed,
+            epochs=args.epochs,
+            batch_size=args.train_batch_size,
+            lr=args.lr,
+            image_size=meta.get("image_size"),
+            device=select_device(args.device),
+        )
+        if args.json:
+            print(json.dumps(result))
+        else:
+            print(
+                f"finetune ({result['labels']} labels: {result['num_labels']} images, "
+                f"{result['epochs']} epochs) top-1: {result['finetune_top1']:.2f} %  "
+                f"top-5: {result['finetune_top5']:.2f} %\nwritten: {out}"
+            )
+        return 0
     result = evaluation.evaluate(
         encoder,
         train,
@@ -162,7 +213,7 @@ def _eval(args: argparse.Namespace) -> int:
         protocols=(args.protocol,),
         k=args.k,
         temperature=args.temperature,
-        linear_epochs=args.epochs,
+        linear_epochs=args.epochs or 100,
         batch_size=args.batch_size,
         device=select_device(args.device),
     )

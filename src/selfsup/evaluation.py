@@ -1,4 +1,5 @@
-"""Evaluation of saved encoders: rebuild one from a checkpoint, then kNN and linear probe.
+"""Evaluation of saved encoders: rebuild one from a checkpoint, then kNN, linear probe and
+few-label fine-tuning.
 
 Used by ``selfsup eval`` and ``selfsup pretrain --eval``; works for any method whose
 checkpoint meta names its encoder (``encoder``) and where its weights sit
@@ -8,6 +9,8 @@ tokens (``eval_layers``: the last layer, or the last four concatenated).
 
 from __future__ import annotations
 
+import csv
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -19,12 +22,25 @@ from selfsup.config import ConfigError
 from selfsup.data.datasets import ImageData
 from selfsup.engine.checkpoint import load_checkpoint
 from selfsup.eval import extract_features, knn_evaluate, linear_probe
+from selfsup.eval.finetune import (
+    LabelBudget,
+    balanced_subset,
+    default_finetune_epochs,
+    finetune,
+)
 from selfsup.models import create_model
 from selfsup.models.pooling import TokenPooling
 
 
-def encoder_from_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the evaluation encoder saved in a selfsup checkpoint; returns (encoder, meta)."""
+def encoder_from_checkpoint(
+    path: str | Path, *, prefix: str | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the evaluation encoder saved in a selfsup checkpoint; returns (encoder, meta).
+
+    ``prefix`` picks another copy of the encoder from the method's state, by the prefix of
+    its keys: I-JEPA's context encoder is ``"online.encoder."`` (the default is the
+    checkpoint's evaluation encoder, I-JEPA's target encoder).
+    """
     ckpt = load_checkpoint(path)
     meta = ckpt.get("meta") or {}
     if "encoder" not in meta or "eval_encoder_prefix" not in meta:
@@ -34,8 +50,10 @@ def encoder_from_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]
         )
     spec = meta["encoder"]
     encoder = create_model(spec["name"], **spec["kwargs"])
-    prefix = meta["eval_encoder_prefix"]
+    prefix = meta["eval_encoder_prefix"] if prefix is None else prefix
     state = {k[len(prefix) :]: v for k, v in ckpt["method_state"].items() if k.startswith(prefix)}
+    if not state:
+        raise ConfigError(f"Checkpoint '{path}' has no weights under the prefix {prefix!r}.")
     try:
         encoder.load_state_dict(state)
     except RuntimeError as e:
@@ -90,3 +108,69 @@ def evaluate(
         )
         out["linear_top1"], out["linear_top5"] = float(lin.top1), float(lin.top5)
     return out
+
+
+def few_label_finetune(
+    encoder: nn.Module,
+    train: ImageData,
+    test: ImageData,
+    *,
+    labels: str | LabelBudget,
+    out_dir: str | Path,
+    seed: int = 0,
+    epochs: int | None = None,
+    batch_size: int = 256,
+    lr: float | None = None,
+    image_size: int | None = None,
+    device: str | torch.device = "cpu",
+) -> dict[str, Any]:
+    """Fine-tune on a class-balanced subset of ``train`` (:mod:`selfsup.eval.finetune`),
+    report top-1/top-5 on ``test``, and write beside each other in ``out_dir``:
+    ``finetune.json`` (the result and settings) and ``subset.csv`` (index in the split,
+    file, class of every labelled image used, so the subset can be checked or reused).
+    ``epochs`` None: the paper's 60 for at most 1 % of the labels, else 30."""
+    if train.labels is None or test.labels is None:
+        raise ConfigError("Fine-tuning needs labelled train and test splits.")
+    budget = labels if isinstance(labels, LabelBudget) else LabelBudget.parse(labels)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    index = balanced_subset(train.labels, budget, train.num_classes, seed=seed)
+    n_epochs = epochs or default_finetune_epochs(len(index), len(train))
+    start = time.perf_counter()
+    r = finetune(
+        encoder.to(device),
+        train.images[index].contiguous(),
+        train.labels[index],
+        test.images,
+        test.labels,
+        num_classes=train.num_classes,
+        epochs=n_epochs,
+        batch_size=batch_size,
+        lr=lr,
+        image_size=image_size,
+        device=device,
+        seed=seed,
+    )
+    result: dict[str, Any] = {
+        "finetune_top1": r.top1,
+        "finetune_top5": r.top5,
+        "labels": str(budget),
+        "num_labels": r.num_labels,
+        "seed": seed,
+        "epochs": r.epochs,
+        "steps": r.steps,
+        "batch_size": r.batch_size,
+        "lr": r.lr,
+        "final_loss": r.final_loss,
+        "seconds": time.perf_counter() - start,
+        "train_source": train.source,
+        "test_source": test.source,
+    }
+    (out / "finetune.json").write_text(json.dumps(result, indent=2) + "\n")
+    with open(out / "subset.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["index", "file", "class"])
+        for i in index.tolist():
+            name = train.files[i] if train.files else ""
+            writer.writerow([i, name, train.classes[int(train.labels[i])]])
+    return result

@@ -47,12 +47,15 @@ class ImageData:
         classes: class names (sorted folder names, or CIFAR's ``label_names``); () when
             unlabelled.
         source: where the data came from, for logs and reports.
+        files: where each image came from, in order: its path relative to the split
+            folder, or ``<split>#<row>`` for CIFAR python batches; () when unknown.
     """
 
     images: torch.Tensor = field(repr=False)
     labels: torch.Tensor | None = field(repr=False)
     classes: tuple[str, ...]
     source: str
+    files: tuple[str, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         im = self.images
@@ -63,6 +66,10 @@ class ImageData:
             )
         if not im.is_contiguous():
             raise ValueError("images must be contiguous (call .contiguous() first)")
+        if self.files and len(self.files) != im.shape[0]:
+            raise ValueError(
+                f"files must name all {im.shape[0]} images or be (); got {len(self.files)}"
+            )
         if self.labels is None:
             if self.classes:
                 raise ValueError("classes given without labels; pass labels or classes=()")
@@ -153,6 +160,7 @@ def load_dataset(
         kept_labels,
         classes,
         f"image folder {folder} ({len(decoded.kept)} images, {what}{skipped})",
+        tuple(key[i][0] for i in decoded.kept.tolist()),
     )
 
 
@@ -299,6 +307,7 @@ def _load_cifar_batches(
         torch.from_numpy(labels) if labelled else None,
         classes if labelled else (),
         f"CIFAR-10 python batches {folder} (split {split}, {len(images)} images)",
+        tuple(f"{split}#{row}" for row in range(len(images))),
     )
 
 
