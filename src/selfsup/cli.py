@@ -1,9 +1,11 @@
-"""``selfsup`` command line: pretrain, eval, models.
+"""``selfsup`` command line: pretrain, eval, models, data, probe.
 
 selfsup pretrain simclr|ijepa --config configs/<recipe>.yaml key=value ... [--resume] [--eval]
 selfsup eval knn|linear --checkpoint PATH [--data cifar10]
 selfsup eval finetune --checkpoint PATH --labels 1%|10%|N-per-class [--seed 0] [--out DIR]
 selfsup models
+selfsup data shapes --out DIR [--n 60000 --seed 0 --size 32]       (selfsup.cli_tools)
+selfsup probe counting|depth --checkpoint PATH --data DIR          (selfsup.cli_tools)
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from selfsup import cli_tools
 from selfsup.config import ConfigError, describe, load_config, unknown_name_error
 from selfsup.recipes import DataSection, IJEPAConfig, SimCLRConfig
 
@@ -96,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
 
     sub.add_parser("models", help="list the registered encoders")
+    cli_tools.add_parsers(sub)
     return parser
 
 
@@ -244,6 +248,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _pretrain(args)
         if args.command == "eval":
             return _eval(args)
+        if args.command == "data":
+            return cli_tools.run_data(args)
+        if args.command == "probe":
+            return cli_tools.run_probe(args)
         return _models()
     except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as e:
         # The library raises these for bad input (ConfigError, UnknownModelError,
