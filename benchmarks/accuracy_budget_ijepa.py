@@ -148,12 +148,9 @@ def calibrate(
     }
 
 
-def fit_budget(cfg: Config, n_images: int, budget_s: float, cal: dict[str, float]) -> Config:
-    """``cfg`` with ``train.epochs`` set to the steps that fill ``budget_s`` and the warm-up
-    rescaled to keep the recipe's fraction."""
-    steps = max(
-        1, math.floor((budget_s - cal["calibration_fixed_s"]) / cal["calibration_s_per_step"])
-    )
+def set_run_length(cfg: Config, n_images: int, steps: int) -> Config:
+    """``cfg`` with ``train.epochs`` set to exactly ``steps`` steps over ``n_images`` images
+    and the warm-up rescaled to keep the recipe's fraction of the run."""
     per_epoch = n_images // cfg.train.batch_size
     # The trainers take ceil(epochs * per_epoch) steps: half a step below lands on `steps`.
     epochs = (steps - 0.5) / per_epoch
@@ -162,6 +159,14 @@ def fit_budget(cfg: Config, n_images: int, budget_s: float, cal: dict[str, float
     return apply_overrides(
         cfg, [f"train.epochs={epochs:.10f}", f"optim.warmup_epochs={warmup:.10f}"]
     )
+
+
+def fit_budget(cfg: Config, n_images: int, budget_s: float, cal: dict[str, float]) -> Config:
+    """``cfg`` with the run length that fills ``budget_s`` at the calibrated speed."""
+    steps = max(
+        1, math.floor((budget_s - cal["calibration_fixed_s"]) / cal["calibration_s_per_step"])
+    )
+    return set_run_length(cfg, n_images, steps)
 
 
 def pretrain_timed(cfg: Config) -> tuple[nn.Module, int | None, dict[str, Any]]:
