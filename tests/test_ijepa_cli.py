@@ -115,6 +115,17 @@ def test_encoder_from_checkpoint_picks_the_context_encoder_by_prefix(
         encoder_from_checkpoint(path, prefix="nothing.")
 
 
+def test_transforms_probe_reads_ijepa_checkpoints_without_a_head(
+    trained: tuple[Path, str],
+) -> None:
+    args = ("--checkpoint", trained[0] / "last.pt", "--device", "cpu", "--epochs", 1)
+    code, text, err = run("probe", "transforms", *args, "--train-images", 8)
+    assert code == 0, err
+    assert text.startswith("ijepa checkpoint: no projection head, h only")
+    rows = [line.split() for line in text.splitlines() if line.startswith("rotation")]
+    assert rows and rows[0][3] == "-"  # no g(h) column value for I-JEPA
+
+
 class Interrupted(Exception):
     """Stands for a crash in the middle of a run."""
 

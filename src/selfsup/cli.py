@@ -152,9 +152,29 @@ def _pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def checkpoint_data(
+    meta: dict[str, Any], checkpoint: str, dataset: str | None, *, strict: bool = False
+) -> DataSection:
+    """The data section a checkpoint was trained with, ``dataset`` (a name or folder) in
+    place of its dataset when given."""
+    from selfsup.config import apply_overrides, from_dict
+
+    # Only the data section is read: the checkpoint may come from any method (another
+    # config schema); its encoder is described by meta["encoder"].
+    data = (meta.get("config") or {}).get("data")
+    if not isinstance(data, dict) and dataset is None:
+        raise ConfigError(
+            f"Checkpoint '{checkpoint}' records no dataset; pass --data NAME_OR_FOLDER."
+        )
+    known = {f.name for f in dataclasses.fields(DataSection)}
+    section = {k: v for k, v in data.items() if k in known} if isinstance(data, dict) else {}
+    overrides = [] if dataset is None else [f"data.dataset={dataset}"]
+    overrides += ["data.strict=true"] if strict else []
+    return apply_overrides(from_dict(SimCLRConfig, {"data": section}), overrides).data
+
+
 def _eval(args: argparse.Namespace) -> int:
     from selfsup import build, evaluation
-    from selfsup.config import apply_overrides, from_dict
     from selfsup.engine.runtime import select_device
     from selfsup.eval.finetune import LabelBudget
 
@@ -166,24 +186,9 @@ def _eval(args: argparse.Namespace) -> int:
         raise ConfigError(f"--labels applies to finetune only, not to {args.protocol}.")
     budget = LabelBudget.parse(args.labels) if args.labels is not None else None
     encoder, meta = evaluation.encoder_from_checkpoint(args.checkpoint)
-    # Only the data section is read: the checkpoint may come from any method (another
-    # config schema); its encoder is described by meta["encoder"].
-    data = (meta.get("config") or {}).get("data")
-    if not isinstance(data, dict) and args.data is None:
-        raise ConfigError(
-            f"Checkpoint '{args.checkpoint}' records no dataset; pass --data NAME_OR_FOLDER."
-        )
-    known = {f.name for f in dataclasses.fields(DataSection)}
-    section = {k: v for k, v in data.items() if k in known} if isinstance(data, dict) else {}
-    cfg = from_dict(SimCLRConfig, {"data": section})
-    overrides = []
-    if args.data is not None:
-        overrides.append(f"data.dataset={args.data}")
-    if args.strict:
-        overrides.append("data.strict=true")
-    cfg = apply_overrides(cfg, overrides)
-    train = build.load_split(cfg.data, args.train_split, labelled=True)
-    test = build.load_split(cfg.data, args.test_split, labelled=True)
+    data = checkpoint_data(meta, args.checkpoint, args.data, strict=args.strict)
+    train = build.load_split(data, args.train_split, labelled=True)
+    test = build.load_split(data, args.test_split, labelled=True)
     if budget is not None:
         slug = str(budget).replace("%", "pct")
         out = args.out or Path(args.checkpoint).parent / f"finetune_{slug}_seed{args.seed}"

@@ -2,6 +2,7 @@
 
 selfsup data shapes --out DIR [--n 60000] [--seed 0] [--size 32|64]
 selfsup probe counting|depth --checkpoint PATH --data DIR [--epochs 100] [--json]
+selfsup probe transforms --checkpoint PATH [--data NAME_OR_FOLDER] [--epochs 30] [--json]
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ import argparse
 import json
 from typing import Any
 
-from selfsup.config import unknown_name_error
+from selfsup.config import ConfigError, unknown_name_error
 
 DATASETS = ("shapes",)
-PROBES = ("counting", "depth")
+PROBES = ("counting", "depth", "transforms")
 
 
 def add_parsers(sub: Any) -> None:
@@ -34,16 +35,27 @@ def add_parsers(sub: Any) -> None:
 
     probe = sub.add_parser(
         "probe",
-        help="low-level probes of a checkpoint (counting, depth on the shapes dataset)",
-        description="Train a linear head on frozen features of the shapes dataset: "
-        "classification of the object count, regression of the nearest object's depth.",
+        help="probes of a checkpoint: counting, depth (shapes dataset), transforms",
+        description="Probes on frozen features. counting / depth: a linear head on the "
+        "shapes dataset classifies the object count / regresses the nearest object's depth. "
+        "transforms: an MLP on h and on g(h) predicts which transformation was applied "
+        "(SimCLR Table 3).",
     )
     probe.add_argument("task", help=f"which probe: {', '.join(PROBES)}")
     probe.add_argument("--checkpoint", required=True, help="a checkpoint written by pretrain")
-    probe.add_argument("--data", required=True, help="a folder written by `selfsup data shapes`")
+    probe.add_argument(
+        "--data",
+        help="counting, depth: a folder written by `selfsup data shapes`; transforms: a "
+        "dataset name or folder (default: the checkpoint's)",
+    )
     probe.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     probe.add_argument("--batch-size", type=int, default=512, help="feature extraction batch")
-    probe.add_argument("--epochs", type=int, default=100, help="counting: linear probe epochs")
+    probe.add_argument(
+        "--epochs", type=int, help="counting: linear probe epochs (100); transforms: MLP (30)"
+    )
+    probe.add_argument("--train-images", type=int, default=10000, help="transforms (10000)")
+    probe.add_argument("--test-images", type=int, default=2000, help="transforms (2000)")
+    probe.add_argument("--seed", type=int, default=0, help="transforms: images and labels")
     probe.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -73,6 +85,12 @@ def run_probe(args: argparse.Namespace) -> int:
 
     if args.task not in PROBES:
         raise unknown_name_error("probe", args.task, PROBES)
+    if args.task == "transforms":
+        return _probe_transforms(args)
+    if args.data is None:
+        raise ConfigError(
+            f"probe {args.task} needs --data: a folder written by `selfsup data shapes`."
+        )
     encoder, meta = evaluation.encoder_from_checkpoint(args.checkpoint)
     device = select_device(args.device)
     result = shapes_probes(
@@ -80,7 +98,7 @@ def run_probe(args: argparse.Namespace) -> int:
         args.data,
         tasks=(args.task,),
         image_size=meta.get("image_size"),
-        linear_epochs=args.epochs,
+        linear_epochs=args.epochs or 100,
         batch_size=args.batch_size,
         device=device,
     )
@@ -96,4 +114,43 @@ def run_probe(args: argparse.Namespace) -> int:
             f"depth MAE: {result['depth_mae']:.4f}  (constant predictor: "
             f"{result['depth_baseline_mae']:.4f}; R^2 {result['depth_r2']:.3f})"
         )
+    return 0
+
+
+def _probe_transforms(args: argparse.Namespace) -> int:
+    import torch
+
+    from selfsup import build, evaluation
+    from selfsup.cli import checkpoint_data
+    from selfsup.engine.runtime import select_device
+    from selfsup.probes.transforms import format_table, transforms_probe
+
+    if args.train_images < 2 or args.test_images < 1:
+        raise ConfigError("--train-images must be >= 2 and --test-images >= 1.")
+    encoder, meta = evaluation.encoder_from_checkpoint(args.checkpoint)
+    width: int = getattr(encoder, "num_features")  # noqa: B009 - the registry contract
+    head = evaluation.head_from_checkpoint(args.checkpoint, width)
+    data = checkpoint_data(meta, args.checkpoint, args.data)
+    images = []
+    for split, n, seed in (("train", args.train_images, 0), ("test", args.test_images, 1)):
+        split_images = build.load_split(data, split, labelled=False).images
+        pick = torch.randperm(len(split_images), generator=torch.Generator().manual_seed(seed))
+        images.append(split_images[pick[:n]].contiguous())
+    device = select_device(args.device)
+    result = transforms_probe(
+        encoder.to(device),
+        head,
+        *images,
+        image_size=meta.get("image_size"),
+        epochs=args.epochs or 30,
+        batch_size=args.batch_size,
+        device=device,
+        seed=args.seed,
+    )
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    if head is None:
+        print(f"{meta.get('method', 'this')} checkpoint: no projection head, h only")
+    print(format_table(result))
     return 0

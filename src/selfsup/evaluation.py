@@ -28,7 +28,7 @@ from selfsup.eval.finetune import (
     default_finetune_epochs,
     finetune,
 )
-from selfsup.models import create_model
+from selfsup.models import create_model, projection_head
 from selfsup.models.pooling import TokenPooling
 
 
@@ -174,3 +174,26 @@ def few_label_finetune(
             name = train.files[i] if train.files else ""
             writer.writerow([i, name, train.classes[int(train.labels[i])]])
     return result
+
+
+def head_from_checkpoint(path: str | Path, in_dim: int) -> nn.Module | None:
+    """SimCLR's projection head g, rebuilt from a checkpoint with its trained weights, in
+    eval mode: (B, in_dim) -> (B, out_dim). None for a method without one (I-JEPA)."""
+    ckpt = load_checkpoint(path)
+    meta = ckpt.get("meta") or {}
+    prefix = "net.head."
+    state = {k[len(prefix) :]: v for k, v in ckpt["method_state"].items() if k.startswith(prefix)}
+    if meta.get("method") != "simclr" or not state:
+        return None
+    model = (meta.get("config") or {}).get("model") or {}
+    head = projection_head(
+        model.get("head", "v1"),
+        in_dim=in_dim,
+        hidden_dim=model.get("head_hidden_dim") or in_dim,
+        out_dim=model.get("out_dim", 128),
+    )
+    try:
+        head.load_state_dict(state)
+    except RuntimeError as e:
+        raise ConfigError(f"Checkpoint '{path}': the projection head does not match: {e}") from e
+    return head.eval()
