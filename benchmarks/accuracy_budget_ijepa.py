@@ -91,14 +91,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--minutes", type=float, help="wall-clock budget per method (default 60)")
     p.add_argument("--calibrate-steps", type=int, help="timed calibration steps (default 20)")
     p.add_argument("--calibrate-warmup", type=int, help="untimed first steps (default 5)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
-    p.add_argument("--threads", type=int, help="torch threads for everything (default: torch's)")
-    p.add_argument("--knn-train", type=int, help="evaluate on a random subset of train")
-    p.add_argument("--knn-test", type=int, help="evaluate on a random subset of test")
-    p.add_argument("--k", type=int, default=200)
-    p.add_argument("--temperature", type=float, default=0.1)
-    p.add_argument("--linear-epochs", type=int, help="linear probe epochs (default 100)")
-    p.add_argument("--eval-batch-size", type=int, default=512)
+    common.add_eval_options(p, linear_epochs=100)
     p.add_argument("--skip", action="append", default=[], choices=PARTS)
     p.add_argument(
         "--quick",
@@ -108,10 +101,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--json", help="also write the results to this JSON file")
     args = p.parse_args(argv)
-    args.quick_overrides = list(QUICK_OVERRIDES) if args.quick else []
-    for name, value in (QUICK_DEFAULTS if args.quick else DEFAULTS).items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
+    common.fill_defaults(args, DEFAULTS, QUICK_DEFAULTS, QUICK_OVERRIDES)
     if not args.minutes > 0:
         p.error(f"--minutes must be > 0; got {args.minutes}")
     if args.calibrate_steps < 1 or args.calibrate_warmup < 1:

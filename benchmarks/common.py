@@ -15,6 +15,7 @@ this module from their own folder.
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import json
 import math
@@ -122,6 +123,35 @@ def write_json(path: str | None, payload: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------- timing
+def add_eval_options(p: argparse.ArgumentParser, linear_epochs: int) -> None:
+    """The options shared by the accuracy benchmarks: device, threads, evaluation subsets,
+    kNN settings, linear probe epochs (None until :func:`fill_defaults`)."""
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    p.add_argument("--threads", type=int, help="torch threads for everything (default: torch's)")
+    p.add_argument("--knn-train", type=int, help="evaluate on a random subset of train")
+    p.add_argument("--knn-test", type=int, help="evaluate on a random subset of test")
+    p.add_argument("--k", type=int, default=200)
+    p.add_argument("--temperature", type=float, default=0.1)
+    p.add_argument(
+        "--linear-epochs", type=int, help=f"linear probe epochs (default {linear_epochs})"
+    )
+    p.add_argument("--eval-batch-size", type=int, default=512)
+
+
+def fill_defaults(
+    args: argparse.Namespace,
+    defaults: dict[str, Any],
+    quick_defaults: dict[str, Any],
+    quick_overrides: Sequence[str],
+) -> None:
+    """Options left unset take ``--quick``'s values or the defaults; ``args.quick_overrides``
+    is the config overrides of quick mode ([] otherwise)."""
+    args.quick_overrides = list(quick_overrides) if args.quick else []
+    for name, value in (quick_defaults if args.quick else defaults).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for queued device work, so that a clock read covers it (no-op on the CPU)."""
     if device.type == "cuda":

@@ -52,14 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("overrides", nargs="*", help="key=value overrides of the I-JEPA recipe")
     p.add_argument("--config", default=IJEPA_RECIPE, help=f"({IJEPA_RECIPE})")
     p.add_argument("--images", type=int, help="images to pre-train on (default 100000)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
-    p.add_argument("--threads", type=int, help="torch threads for everything (default: torch's)")
-    p.add_argument("--knn-train", type=int, help="bank / probe subset of train (default 10000)")
-    p.add_argument("--knn-test", type=int, help="query subset of test (default 2000)")
-    p.add_argument("--k", type=int, default=200)
-    p.add_argument("--temperature", type=float, default=0.1)
-    p.add_argument("--linear-epochs", type=int, help="linear probe epochs (default 30)")
-    p.add_argument("--eval-batch-size", type=int, default=512)
+    common.add_eval_options(p, linear_epochs=30)
     p.add_argument("--no-context", action="store_true", help="score the target encoder only")
     p.add_argument(
         "--quick",
@@ -69,10 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--json", help="also write the results to this JSON file")
     args = p.parse_args(argv)
-    args.quick_overrides = list(QUICK_OVERRIDES) if args.quick else []
-    for name, value in (QUICK_DEFAULTS if args.quick else DEFAULTS).items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
+    common.fill_defaults(args, DEFAULTS, QUICK_DEFAULTS, QUICK_OVERRIDES)
     if args.images < 1:
         p.error(f"--images must be >= 1; got {args.images}")
     return args
