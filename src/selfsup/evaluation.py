@@ -32,6 +32,12 @@ from selfsup.models import create_model, projection_head
 from selfsup.models.pooling import TokenPooling
 
 
+def _state_under(ckpt: dict[str, Any], prefix: str) -> dict[str, torch.Tensor]:
+    """The method-state entries whose keys start with ``prefix``, the prefix removed."""
+    state = ckpt["method_state"]
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
 def encoder_from_checkpoint(
     path: str | Path, *, prefix: str | None = None
 ) -> tuple[nn.Module, dict[str, Any]]:
@@ -51,7 +57,7 @@ def encoder_from_checkpoint(
     spec = meta["encoder"]
     encoder = create_model(spec["name"], **spec["kwargs"])
     prefix = meta["eval_encoder_prefix"] if prefix is None else prefix
-    state = {k[len(prefix) :]: v for k, v in ckpt["method_state"].items() if k.startswith(prefix)}
+    state = _state_under(ckpt, prefix)
     if not state:
         raise ConfigError(f"Checkpoint '{path}' has no weights under the prefix {prefix!r}.")
     try:
@@ -181,8 +187,7 @@ def head_from_checkpoint(path: str | Path, in_dim: int) -> nn.Module | None:
     eval mode: (B, in_dim) -> (B, out_dim). None for a method without one (I-JEPA)."""
     ckpt = load_checkpoint(path)
     meta = ckpt.get("meta") or {}
-    prefix = "net.head."
-    state = {k[len(prefix) :]: v for k, v in ckpt["method_state"].items() if k.startswith(prefix)}
+    state = _state_under(ckpt, "net.head.")
     if meta.get("method") != "simclr" or not state:
         return None
     model = (meta.get("config") or {}).get("model") or {}

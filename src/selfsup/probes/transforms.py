@@ -144,6 +144,7 @@ def transforms_probe(
     ``encoder`` maps images to h (B, d) (tokens are average-pooled); ``head`` maps h to
     g(h). ``train_images`` / ``test_images``: (N, 3, H, W) uint8, square.
     """
+    head = None if head is None else head.to(device).eval()
     results: dict[str, dict[str, float]] = {}
     for i, task in enumerate(TASKS):
         row = {"random_guess": task.random_guess, "paper_h": task.paper_h}
@@ -159,7 +160,7 @@ def transforms_probe(
             features["h"].append(h)
             if head is not None:
                 with torch.no_grad():
-                    features["g(h)"].append(head.to(device).eval()(h.to(device)).float().cpu())
+                    features["g(h)"].append(head(h.to(device)).float().cpu())
             labels.append(y)
         for name, (f_train, f_test) in ((k, v) for k, v in features.items() if v):
             row[name] = mlp_probe(
