@@ -1,4 +1,4 @@
-"""``selfsup`` command line: pretrain, eval, models, data, probe.
+"""``selfsup`` command line: pretrain, eval, models, data, probe, figure.
 
 selfsup pretrain simclr|ijepa --config configs/<recipe>.yaml key=value ... [--resume] [--eval]
 selfsup eval knn|linear --checkpoint PATH [--data cifar10]
@@ -6,6 +6,7 @@ selfsup eval finetune --checkpoint PATH --labels 1%|10%|N-per-class [--seed 0] [
 selfsup models
 selfsup data shapes --out DIR [--n 60000 --seed 0 --size 32]       (selfsup.cli_tools)
 selfsup probe counting|depth --checkpoint PATH --data DIR          (selfsup.cli_tools)
+selfsup figure crops|augmentations|masks|predictor --out FILE.png   (selfsup.cli_figures)
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from selfsup import cli_tools
+from selfsup import cli_figures, cli_tools
 from selfsup.config import ConfigError, describe, load_config, unknown_name_error
 from selfsup.recipes import DataSection, IJEPAConfig, SimCLRConfig
 
@@ -100,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("models", help="list the registered encoders")
     cli_tools.add_parsers(sub)
+    cli_figures.add_parsers(sub)
     return parser
 
 
@@ -257,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cli_tools.run_data(args)
         if args.command == "probe":
             return cli_tools.run_probe(args)
+        if args.command == "figure":
+            return cli_figures.run_figure(args)
         return _models()
     except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as e:
         # The library raises these for bad input (ConfigError, UnknownModelError,

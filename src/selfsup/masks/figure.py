@@ -1,6 +1,7 @@
 """An image with its I-JEPA context and target blocks overlaid, as in the paper's Fig. 4
 (Assran et al., CVPR 2023): context patches shown as they are, every other patch dimmed,
-each target block tinted and outlined in its own colour."""
+each target block tinted and outlined in its own colour. ``render_masks`` returns the
+picture (``selfsup.figures.mask_grid`` tiles several), ``draw_masks`` writes one PNG."""
 
 from __future__ import annotations
 
@@ -39,26 +40,24 @@ def _check_indices(name: str, idx: Tensor, num_patches: int) -> Tensor:
     return idx.long()
 
 
-def draw_masks(
+def render_masks(
     image: Tensor,
     context: Tensor,
     targets: Sequence[Tensor],
     patch_size: int,
-    path: str | Path,
     upscale: int = 1,
-) -> Path:
-    """Write ``image`` with its masks overlaid to the PNG file ``path``.
+) -> Image.Image:
+    """``image`` with its masks overlaid, as an RGB PIL image.
 
     Args:
         image: (3, H, W) uint8 RGB, H and W multiples of ``patch_size``.
         context: (K,) long flat row-major indices of the context patches.
         targets: one (T_m,) long index tensor per target block (padding removed).
         patch_size: pixels per patch side.
-        path: where to write the PNG (parent folders are created).
         upscale: integer magnification (nearest neighbour), e.g. 8 for 32 px images.
 
     Returns:
-        ``path`` as a Path. The PNG is ``(W * upscale) x (H * upscale)`` pixels.
+        A ``(W * upscale) x (H * upscale)`` RGB image.
     """
     if not isinstance(image, Tensor) or image.dtype != torch.uint8 or image.dim() != 3:
         raise ValueError("image must be a (3, H, W) uint8 tensor.")
@@ -113,7 +112,21 @@ def draw_masks(
             (int(rows.max()) + 1) * step - 1,
         )
         draw.rectangle(box, outline=PALETTE[i % len(PALETTE)], width=line)
+    return pil
 
+
+def draw_masks(
+    image: Tensor,
+    context: Tensor,
+    targets: Sequence[Tensor],
+    patch_size: int,
+    path: str | Path,
+    upscale: int = 1,
+) -> Path:
+    """Write :func:`render_masks` ``(image, context, targets, patch_size, upscale)`` to the
+    PNG file ``path`` (parent folders are created); returns ``path`` as a Path. The PNG is
+    ``(W * upscale) x (H * upscale)`` pixels."""
+    pil = render_masks(image, context, targets, patch_size, upscale)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     pil.save(out, format="PNG")
