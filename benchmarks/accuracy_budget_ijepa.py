@@ -44,18 +44,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402 - the benchmarks' shared module, beside this script
 from accuracy_budget_simclr import subset  # noqa: E402
 
-from selfsup.build import load_split, pretrain_simclr, simclr_trainer  # noqa: E402
+from selfsup.build import load_split, pretrain_simclr  # noqa: E402
 from selfsup.build.ijepa import encoder_init as ijepa_init  # noqa: E402
 from selfsup.build.ijepa import encoder_spec as ijepa_spec  # noqa: E402
-from selfsup.build.ijepa import ijepa_trainer, pretrain_ijepa  # noqa: E402
+from selfsup.build.ijepa import pretrain_ijepa  # noqa: E402
 from selfsup.build.simclr import encoder_spec as simclr_spec  # noqa: E402
-from selfsup.config import ConfigError, apply_overrides, load_config  # noqa: E402
+from selfsup.config import ConfigError, load_config  # noqa: E402
 from selfsup.data import ImageData  # noqa: E402
 from selfsup.engine.runtime import select_device  # noqa: E402
 from selfsup.evaluation import encoder_from_checkpoint, evaluate  # noqa: E402
 from selfsup.models import create_model  # noqa: E402
 from selfsup.models.pooling import TokenPooling  # noqa: E402
 from selfsup.recipes import IJEPAConfig, SimCLRConfig  # noqa: E402
+from selfsup.study import timing  # noqa: E402
 
 IJEPA_RECIPE = "configs/ijepa_cifar10_vit_tiny.yaml"
 SIMCLR_RECIPE = "configs/simclr_cifar10_vit_tiny.yaml"
@@ -113,42 +114,15 @@ def calibrate(
     cfg: Config, images: torch.Tensor, warmup: int, steps: int, device: torch.device
 ) -> dict[str, float]:
     """Seconds per step over one timed window of a short real ``fit()`` of the method's own
-    trainer, and the call's fixed cost (its wall time less the steps at that rate)."""
-    marks = [warmup, warmup + steps]
-
-    def make(clock: common.StepClock, run_dir: str) -> Any:
-        c = apply_overrides(
-            cfg, [f"train.run_dir={run_dir}", f"train.checkpoint_every={marks[-1]}"]
-        )
-        if isinstance(c, IJEPAConfig):
-            return ijepa_trainer(c, images, total_steps=marks[-1], callbacks=[clock])
-        return simclr_trainer(c, images, total_steps=marks[-1], callbacks=[clock])
-
+    trainer, and the call's fixed cost (``selfsup.study.timing.calibrate``)."""
     with common.torch_threads(cfg.train.num_threads):  # as pretrain_* will run
-        start = time.perf_counter()
-        times = common.time_fit(make, marks, device)
-        wall = time.perf_counter() - start
-    step_s = (times[1] - times[0]) / steps
+        cal = timing.calibrate(cfg, images, warmup=warmup, steps=steps, device=device)
     return {
         "calibration_steps": steps,
-        "calibration_s_per_step": step_s,
-        "calibration_images_per_s": cfg.train.batch_size / step_s,
-        # Everything but steady-state steps: building, the slower first steps, checkpoint.
-        "calibration_fixed_s": max(0.0, wall - marks[-1] * step_s),
+        "calibration_s_per_step": cal.seconds_per_step,
+        "calibration_images_per_s": cal.images_per_s,
+        "calibration_fixed_s": cal.fixed_s,
     }
-
-
-def set_run_length(cfg: Config, n_images: int, steps: int) -> Config:
-    """``cfg`` with ``train.epochs`` set to exactly ``steps`` steps over ``n_images`` images
-    and the warm-up rescaled to keep the recipe's fraction of the run."""
-    per_epoch = n_images // cfg.train.batch_size
-    # The trainers take ceil(epochs * per_epoch) steps: half a step below lands on `steps`.
-    epochs = (steps - 0.5) / per_epoch
-    warmup = cfg.optim.warmup_epochs * epochs / cfg.train.epochs
-    # Ten decimals: close enough that ceil(epochs * per_epoch) still lands on `steps`.
-    return apply_overrides(
-        cfg, [f"train.epochs={epochs:.10f}", f"optim.warmup_epochs={warmup:.10f}"]
-    )
 
 
 def fit_budget(cfg: Config, n_images: int, budget_s: float, cal: dict[str, float]) -> Config:
@@ -156,7 +130,7 @@ def fit_budget(cfg: Config, n_images: int, budget_s: float, cal: dict[str, float
     steps = max(
         1, math.floor((budget_s - cal["calibration_fixed_s"]) / cal["calibration_s_per_step"])
     )
-    return set_run_length(cfg, n_images, steps)
+    return timing.set_run_length(cfg, n_images, steps)
 
 
 def pretrain_timed(cfg: Config) -> tuple[nn.Module, int | None, dict[str, Any]]:

@@ -18,17 +18,12 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
-import math
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Generator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -39,8 +34,9 @@ from torch import nn
 
 from selfsup.config import ConfigError
 from selfsup.data import resolve_cifar10
-from selfsup.engine.protocol import Method
 from selfsup.models import create_model
+from selfsup.study import machine
+from selfsup.study.timing import StepClock, synchronize, time_fit  # noqa: F401 (used by scripts)
 
 #: lightly's example settings (examples/pytorch/simclr.py, CIFAR-10 variant).
 LIGHTLY_LR = 0.06
@@ -54,48 +50,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 # --------------------------------------------------------------------------- machine
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux, else ``platform``)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
 def hardware(device: torch.device) -> dict[str, Any]:
-    """What the numbers were measured on: CPU, cores, load, GPU, versions, date, commit."""
-    try:
-        cores_usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores_usable = os.cpu_count() or 0
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (math.nan,) * 3
-    return {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "cores_usable": cores_usable,
-        "torch_threads": torch.get_num_threads(),
-        # Load before the run: other processes on the machine skew every number.
-        "load_average_1_5_15min": [round(x, 2) for x in load],
-        "gpu": gpu,
-        "device": str(device),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "lightly": importlib.metadata.version("lightly"),
-        "selfsup_commit": commit or "unknown",
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-    }
+    """What the numbers were measured on (``selfsup.study.machine.hardware``) and lightly's
+    version."""
+    return {**machine.hardware(device), "lightly": importlib.metadata.version("lightly")}
 
 
 def print_header(title: str, info: dict[str, Any], settings: dict[str, Any]) -> None:
@@ -152,12 +110,6 @@ def fill_defaults(
             setattr(args, name, value)
 
 
-def synchronize(device: torch.device) -> None:
-    """Wait for queued device work, so that a clock read covers it (no-op on the CPU)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def median(values: Sequence[float]) -> float:
     """The median of the repeats (robust to one slow repeat on a shared machine)."""
     if not values:
@@ -210,26 +162,6 @@ def timing_windows(args: Any, device: torch.device) -> Windows:
 def window_rates(times: Sequence[float], steps: int, batch: int) -> list[float]:
     """Pairs per second of each window between consecutive clock reads."""
     return [steps * batch / (b - a) for a, b in zip(times[:-1], times[1:], strict=True)]
-
-
-class StepClock:
-    """A trainer callback that reads the clock after given completed-step counts.
-
-    Called every ``gcd`` of the marks (not every step) so that it adds nothing to the
-    other steps; at a mark it synchronises the device first.
-    """
-
-    def __init__(self, marks: Sequence[int], device: torch.device) -> None:
-        self.marks = set(marks)
-        self.every_steps = math.gcd(*marks)
-        self.device = device
-        self.times: dict[int, float] = {}
-
-    def __call__(self, step: int, method: Method) -> dict[str, float]:
-        if step in self.marks:
-            synchronize(self.device)
-            self.times[step] = time.perf_counter()
-        return {}
 
 
 @contextmanager
@@ -562,22 +494,6 @@ def count_parameters(module: nn.Module, exclude: Sequence[str] = ()) -> int:
         for name, p in module.named_parameters()
         if p.requires_grad and not any(name.startswith(e) for e in exclude)
     )
-
-
-def time_fit(
-    make_trainer: Callable[[StepClock, str], Any], marks: Sequence[int], device: torch.device
-) -> list[float]:
-    """Clock reads at ``marks`` completed steps of one real ``Trainer.fit()``.
-
-    ``make_trainer(clock, run_dir)`` builds the trainer with ``clock`` among its callbacks
-    and a fresh temporary ``run_dir`` (removed afterwards).
-    """
-    import tempfile
-
-    clock = StepClock(marks, device)
-    with tempfile.TemporaryDirectory(prefix="bench_") as run_dir:
-        make_trainer(clock, run_dir).fit()
-    return [clock.times[m] for m in marks]
 
 
 def timed_loop(marks: Sequence[int], device: torch.device, step: Callable[[], Any]) -> list[float]:

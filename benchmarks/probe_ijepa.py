@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402 - the benchmarks' shared module, beside this script
-from accuracy_budget_ijepa import IJEPA_RECIPE, score, set_run_length  # noqa: E402
+from accuracy_budget_ijepa import IJEPA_RECIPE, score  # noqa: E402
 from accuracy_budget_simclr import subset  # noqa: E402
 
 from selfsup.build import load_split  # noqa: E402
@@ -39,6 +39,7 @@ from selfsup.config import load_config  # noqa: E402
 from selfsup.engine.runtime import select_device  # noqa: E402
 from selfsup.evaluation import encoder_from_checkpoint  # noqa: E402
 from selfsup.recipes import IJEPAConfig  # noqa: E402
+from selfsup.study import timing  # noqa: E402
 
 # The context encoder's weights in an I-JEPA checkpoint (selfsup.methods.ijepa.IJEPA.online).
 CONTEXT_PREFIX = "online.encoder."
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         test = subset(load_split(d, d.test_split, labelled=True), args.knn_test, 1)
         n_images = len(load_split(d, d.train_split, labelled=False))  # fills the decode cache
         steps = max(1, args.images // cfg.train.batch_size)
-        cfg = set_run_length(cfg, n_images, steps)
+        cfg = timing.set_run_length(cfg, n_images, steps)
         print(f"training: {steps} steps of {cfg.train.batch_size} ...", flush=True)
         threads = torch.get_num_threads()
         start = time.perf_counter()

@@ -1,4 +1,4 @@
-"""``selfsup`` command line: pretrain, eval, models, data, probe, figure.
+"""``selfsup`` command line: pretrain, eval, models, data, probe, figure, study.
 
 selfsup pretrain simclr|ijepa --config configs/<recipe>.yaml key=value ... [--resume] [--eval]
 selfsup eval knn|linear --checkpoint PATH [--data cifar10]
@@ -7,6 +7,7 @@ selfsup models
 selfsup data shapes --out DIR [--n 60000 --seed 0 --size 32]       (selfsup.cli_tools)
 selfsup probe counting|depth --checkpoint PATH --data DIR          (selfsup.cli_tools)
 selfsup figure crops|augmentations|masks|predictor --out FILE.png   (selfsup.cli_figures)
+selfsup study [--data cifar10 --budget 60m --sweep KEY=V1,V2 --quick]  (selfsup.cli_study)
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from selfsup import cli_figures, cli_tools
+from selfsup import cli_figures, cli_study, cli_tools
 from selfsup.config import ConfigError, describe, load_config, unknown_name_error
 from selfsup.recipes import DataSection, IJEPAConfig, SimCLRConfig
 
@@ -102,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("models", help="list the registered encoders")
     cli_tools.add_parsers(sub)
     cli_figures.add_parsers(sub)
+    cli_study.add_parsers(sub)
     return parser
 
 
@@ -247,7 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # trailing key=value items unparsed after an option, so collect them here.
     args, extra = parser.parse_known_args(argv)
     if extra:
-        if args.command != "pretrain" or any("=" not in x or x.startswith("-") for x in extra):
+        takes_overrides = args.command in ("pretrain", "study")
+        if not takes_overrides or any("=" not in x or x.startswith("-") for x in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = [*args.overrides, *extra]
     try:
@@ -261,6 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cli_tools.run_probe(args)
         if args.command == "figure":
             return cli_figures.run_figure(args)
+        if args.command == "study":
+            return cli_study.run_study(args)
         return _models()
     except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as e:
         # The library raises these for bad input (ConfigError, UnknownModelError,

@@ -184,12 +184,19 @@ def few_label_finetune(
 
 def head_from_checkpoint(path: str | Path, in_dim: int) -> nn.Module | None:
     """SimCLR's projection head g, rebuilt from a checkpoint with its trained weights, in
-    eval mode: (B, in_dim) -> (B, out_dim). None for a method without one (I-JEPA)."""
+    eval mode: (B, in_dim) -> (B, out_dim). None for a method without one (I-JEPA); a
+    SimCLR checkpoint without the head's weights is an error."""
     ckpt = load_checkpoint(path)
     meta = ckpt.get("meta") or {}
     state = _state_under(ckpt, "net.head.")
-    if meta.get("method") != "simclr" or not state:
+    if meta.get("method") != "simclr":
         return None
+    if not state:  # g(h) is half of the transforms probe: do not quietly report h only
+        raise ConfigError(
+            f"Checkpoint '{path}' is a SimCLR checkpoint without projection-head weights "
+            "(no net.head.* entries): the probe needs g to measure g(h). Pass the full "
+            "checkpoint written by `selfsup pretrain simclr`."
+        )
     model = (meta.get("config") or {}).get("model") or {}
     head = projection_head(
         model.get("head", "v1"),

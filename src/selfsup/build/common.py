@@ -8,7 +8,7 @@ its own from Python.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,6 +21,7 @@ from selfsup.config import ConfigError, to_dict, unknown_name_error
 from selfsup.data.datasets import ImageData, load_dataset
 from selfsup.engine.checkpoint import load_checkpoint
 from selfsup.engine.optim import build_optimizer, parameter_groups
+from selfsup.engine.protocol import PeriodicCallback
 from selfsup.engine.trainer import CHECKPOINT_NAME, Trainer, TrainerSettings
 from selfsup.eval import KNNMonitor
 from selfsup.models import is_model, list_models
@@ -220,12 +221,15 @@ def run_pretraining(
     cfg: MethodConfig,
     method: str,
     encoder: str,
-    make_trainer: Callable[[Any, torch.Tensor], Trainer],
+    make_trainer: Callable[..., Trainer],
     *,
     resume: bool = False,
+    callbacks: Sequence[PeriodicCallback] = (),
 ) -> PretrainOutcome:
     """Pre-train ``method`` as configured: checks before any data is read or step taken
-    (encoder name, run folder), then ``make_trainer(cfg, images)`` fits the train split."""
+    (encoder name, run folder), then ``make_trainer(cfg, images, callbacks=callbacks)``
+    fits the train split (``callbacks``: extra trainer callbacks, e.g. the study's
+    snapshots)."""
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     dist.init_from_env()
@@ -233,6 +237,6 @@ def run_pretraining(
         raise unknown_name_error("model.encoder", encoder, list_models())
     check_run_dir(cfg, method, resume=resume)
     train = load_split(cfg.data, cfg.data.train_split, labelled=False)
-    trainer = make_trainer(cfg, train.images)
+    trainer = make_trainer(cfg, train.images, callbacks=callbacks)
     summary = trainer.fit(resume=resume)
     return PretrainOutcome(checkpoint=trainer.checkpoint_path, summary=summary)

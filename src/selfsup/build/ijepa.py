@@ -182,6 +182,10 @@ def ijepa_trainer(
     )
 
 
-def pretrain_ijepa(cfg: IJEPAConfig, *, resume: bool = False) -> PretrainOutcome:
+def pretrain_ijepa(
+    cfg: IJEPAConfig, *, resume: bool = False, callbacks: Sequence[PeriodicCallback] = ()
+) -> PretrainOutcome:
     """Pre-train I-JEPA as configured: the final checkpoint's path and the run summary."""
-    return run_pretraining(cfg, "ijepa", cfg.model.encoder, ijepa_trainer, resume=resume)
+    return run_pretraining(
+        cfg, "ijepa", cfg.model.encoder, ijepa_trainer, resume=resume, callbacks=callbacks
+    )

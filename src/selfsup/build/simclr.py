@@ -80,9 +80,13 @@ def build_simclr(cfg: SimCLRConfig) -> SimCLR:
     return SimCLR(encoder, head, augment, temperature=cfg.loss.temperature)
 
 
-def pretrain_simclr(cfg: SimCLRConfig, *, resume: bool = False) -> PretrainOutcome:
+def pretrain_simclr(
+    cfg: SimCLRConfig, *, resume: bool = False, callbacks: Sequence[PeriodicCallback] = ()
+) -> PretrainOutcome:
     """Pre-train SimCLR as configured: the final checkpoint's path and the run summary."""
-    return run_pretraining(cfg, "simclr", cfg.model.encoder, simclr_trainer, resume=resume)
+    return run_pretraining(
+        cfg, "simclr", cfg.model.encoder, simclr_trainer, resume=resume, callbacks=callbacks
+    )
 
 
 def simclr_trainer(

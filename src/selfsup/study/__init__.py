@@ -1,0 +1,1 @@
+"""``selfsup study``: SimCLR and I-JEPA side by side on the same data and wall-clock budget."""

@@ -1,0 +1,164 @@
+"""Fit a run to a wall-clock budget: time a few real steps, then set the run's length.
+
+A budget is wall-clock time, but a run is set by its step count (the learning-rate, EMA and
+weight-decay schedules are pure functions of the step, so they must know the length up
+front). :func:`calibrate` times a short real ``Trainer.fit()`` of the method's own trainer;
+:func:`fit_to_budget` sets ``train.epochs`` to the steps that fill the budget at that speed
+and rescales ``optim.warmup_epochs`` to keep the recipe's warm-up fraction.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import torch
+
+from selfsup.config import ConfigError, apply_overrides
+from selfsup.engine.protocol import Method
+from selfsup.recipes import IJEPAConfig, SimCLRConfig
+
+Config: TypeAlias = IJEPAConfig | SimCLRConfig
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_budget(text: str) -> float:
+    """Seconds in a budget written ``90s``, ``60m``, ``1.5h`` (a bare number is minutes)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text))
+    if not match:
+        raise ConfigError(
+            f"--budget {text!r} is not a duration; write e.g. 60m, 90s or 1.5h "
+            "(a bare number is minutes)."
+        )
+    return float(match.group(1)) * _UNITS[match.group(2) or "m"]
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a clock read covers it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+class StepClock:
+    """A trainer callback that reads the clock after given completed-step counts.
+
+    Called every ``gcd`` of the marks (not every step) so that it adds nothing to the
+    other steps; at a mark it synchronises the device first.
+    """
+
+    def __init__(self, marks: Sequence[int], device: torch.device) -> None:
+        self.marks = set(marks)
+        self.every_steps = math.gcd(*marks)
+        self.device = device
+        self.times: dict[int, float] = {}
+
+    def __call__(self, step: int, method: Method) -> dict[str, float]:
+        if step in self.marks:
+            synchronize(self.device)
+            self.times[step] = time.perf_counter()
+        return {}
+
+
+def time_fit(
+    make_trainer: Callable[[StepClock, str], Any], marks: Sequence[int], device: torch.device
+) -> list[float]:
+    """Clock reads at ``marks`` completed steps of one real ``Trainer.fit()``.
+
+    ``make_trainer(clock, run_dir)`` builds the trainer with ``clock`` among its callbacks
+    and a fresh temporary ``run_dir`` (removed afterwards).
+    """
+    clock = StepClock(marks, device)
+    with tempfile.TemporaryDirectory(prefix="selfsup_timing_") as run_dir:
+        make_trainer(clock, run_dir).fit()
+    return [clock.times[m] for m in marks]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Speed of a method's real training steps: ``seconds_per_step`` in steady state,
+    ``fixed_s`` the rest of the calibration call's wall time (building, the slower first
+    steps, the checkpoint), which a budgeted run also pays once."""
+
+    steps: int
+    seconds_per_step: float
+    fixed_s: float
+    batch_size: int
+
+    @property
+    def images_per_s(self) -> float:
+        return self.batch_size / self.seconds_per_step
+
+
+def calibrate(
+    cfg: Config, images: torch.Tensor, *, warmup: int, steps: int, device: torch.device
+) -> Calibration:
+    """Time ``steps`` steps after ``warmup`` untimed ones of the method's own trainer.
+
+    ``images``: (N, 3, H, W) uint8, the training images. The run writes only to a
+    temporary folder.
+    """
+    from selfsup.build import simclr_trainer
+    from selfsup.build.ijepa import ijepa_trainer
+
+    if warmup < 1 or steps < 1:
+        raise ValueError(f"calibration needs warmup >= 1 and steps >= 1; got {warmup}, {steps}.")
+    marks = [warmup, warmup + steps]
+
+    def make(clock: StepClock, run_dir: str) -> Any:
+        c = apply_overrides(
+            cfg,
+            [
+                f"train.run_dir={run_dir}",
+                f"train.checkpoint_every={marks[-1]}",
+                "train.progress=false",
+            ],
+        )
+        if isinstance(c, IJEPAConfig):
+            return ijepa_trainer(c, images, total_steps=marks[-1], callbacks=[clock])
+        return simclr_trainer(c, images, total_steps=marks[-1], callbacks=[clock])
+
+    start = time.perf_counter()
+    times = time_fit(make, marks, device)
+    wall = time.perf_counter() - start
+    per_step = (times[1] - times[0]) / steps
+    return Calibration(
+        steps=steps,
+        seconds_per_step=per_step,
+        fixed_s=max(0.0, wall - marks[-1] * per_step),
+        batch_size=cfg.train.batch_size,
+    )
+
+
+def set_run_length(cfg: Config, n_images: int, steps: int) -> Config:
+    """``cfg`` with ``train.epochs`` set to exactly ``steps`` steps over ``n_images`` images
+    and the warm-up rescaled to keep the recipe's fraction of the run."""
+    per_epoch = n_images // cfg.train.batch_size
+    if per_epoch < 1:
+        raise ConfigError(
+            f"train.batch_size={cfg.train.batch_size} exceeds the {n_images} training images."
+        )
+    # The trainers take ceil(epochs * per_epoch) steps: half a step below lands on `steps`.
+    epochs = (steps - 0.5) / per_epoch
+    warmup = cfg.optim.warmup_epochs * epochs / cfg.train.epochs
+    # Ten decimals: close enough that ceil(epochs * per_epoch) still lands on `steps`.
+    return apply_overrides(
+        cfg, [f"train.epochs={epochs:.10f}", f"optim.warmup_epochs={warmup:.10f}"]
+    )
+
+
+def steps_for_budget(budget_s: float, calibration: Calibration) -> int:
+    """Steps that fill ``budget_s`` at the calibrated speed, after its fixed cost (>= 1)."""
+    usable = budget_s - calibration.fixed_s
+    return max(1, math.floor(usable / calibration.seconds_per_step))
+
+
+def fit_to_budget(cfg: Config, n_images: int, budget_s: float, calibration: Calibration) -> Config:
+    """``cfg`` with the run length that fills ``budget_s`` at the calibrated speed."""
+    return set_run_length(cfg, n_images, steps_for_budget(budget_s, calibration))

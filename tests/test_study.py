@@ -1,0 +1,284 @@
+"""``selfsup study``: its parts on tiny inputs (budget, sweeps, run length, claims, report)
+and bad input refused before any work. The end-to-end --quick runs are in
+test_study_quick.py."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from test_cli import assert_user_error, make_dataset, overrides, run
+
+from selfsup.config import ConfigError, load_config
+from selfsup.recipes import SimCLRConfig
+from selfsup.study.arms import ARMS, parse_sweep, split_values
+from selfsup.study.claims import study_claims
+from selfsup.study.plan import MIN_BUDGET_S, StudySettings, plan_runs
+from selfsup.study.report import build_blocks, to_html, to_markdown
+from selfsup.study.timing import Calibration, parse_budget, set_run_length, steps_for_budget
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90s", 90), ("60m", 3600), ("1.5h", 5400), ("45", 2700), (" 2m ", 120)]
+)
+def test_parse_budget(text: str, seconds: float) -> None:
+    assert parse_budget(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "ten minutes", "5d", "-5m", "m"])
+def test_parse_budget_rejects(text: str) -> None:
+    with pytest.raises(ConfigError, match="not a duration"):
+        parse_budget(text)
+
+
+def test_split_values_keeps_bracketed_lists() -> None:
+    assert split_values("a,b,[c,d], [e]") == ["a", "b", "[c,d]", "[e]"]
+    assert parse_sweep("encoder=resnet18,resnet34") == ("model.encoder", ["resnet18", "resnet34"])
+    assert parse_sweep("augment.ops=[crop],[crop,color]") == (
+        "augment.ops",
+        ["[crop]", "[crop,color]"],
+    )
+    with pytest.raises(ConfigError, match="at least two values"):
+        parse_sweep("temperature=0.5")
+    with pytest.raises(ConfigError, match="KEY=V1,V2"):
+        parse_sweep("temperature")
+
+
+def test_run_length_fills_the_budget() -> None:
+    cal = Calibration(steps=20, seconds_per_step=0.5, fixed_s=10.0, batch_size=64)
+    assert cal.images_per_s == 128
+    assert steps_for_budget(110.0, cal) == 200  # (110 - 10) / 0.5
+    assert steps_for_budget(5.0, cal) == 1  # never zero steps
+    cfg = load_config(SimCLRConfig, None, ["train.epochs=10", "optim.warmup_epochs=1"])
+    out = set_run_length(cfg, 6400, 250)  # 25 steps of 256 per epoch
+    assert math.ceil(out.train.epochs * 25) == 250
+    assert out.optim.warmup_epochs / out.train.epochs == pytest.approx(0.1)
+
+
+def settings(tmp: Path, **kw: Any) -> StudySettings:
+    return StudySettings(out_dir=tmp / "study", **kw)
+
+
+def test_plan_runs_builds_every_arm(tmp_path: Path) -> None:
+    runs = plan_runs(settings(tmp_path, budget="10m"))
+    assert [r.name for r in runs] == list(ARMS)
+    for r in runs:
+        assert r.config.train.run_dir == str(tmp_path / "study" / r.name)
+        assert r.config.train.knn_every_epochs == 0  # the monitor would eat the budget
+    # A SimCLR-only key reaches the SimCLR arms and not I-JEPA.
+    runs = plan_runs(settings(tmp_path, budget="10m", overrides=("loss.temperature=0.3",)))
+    assert [r.config.loss.temperature for r in runs[:2]] == [0.3, 0.3]
+
+
+def test_sweep_plans_one_run_per_value(tmp_path: Path) -> None:
+    runs = plan_runs(settings(tmp_path, budget="5m", sweep="encoder=resnet18,resnet34"))
+    assert [(r.arm.name, r.config.model.encoder) for r in runs] == [
+        ("simclr_resnet", "resnet18"),
+        ("simclr_resnet", "resnet34"),
+    ]
+    runs = plan_runs(settings(tmp_path, budget="5m", sweep="encoder=vit_tiny,vit_small"))
+    assert {r.arm.name for r in runs} == {"simclr_vit", "ijepa_vit"}
+    runs = plan_runs(settings(tmp_path, budget="5m", sweep="temperature=0.1,0.5"))
+    assert {r.arm.name for r in runs} == {"simclr_resnet", "simclr_vit"}  # I-JEPA has no tau
+    assert len({r.config.train.run_dir for r in runs}) == 4
+
+
+@pytest.mark.parametrize(
+    ("kw", "fragments"),
+    [
+        ({"budget": "4m"}, ["below the minimum of 5 minutes", "--quick"]),
+        ({"budget": "soon"}, ["not a duration"]),
+        ({"arms": "simclr_resnet,byol"}, ["byol"]),
+        ({"overrides": ("optim.lrr=1",)}, ["optim.lrr"]),
+        ({"overrides": ("train.batch_size=big",)}, ["train.batch_size"]),
+        ({"sweep": "encoder=resnet18,resnet50", "arms": "ijepa_vit"}, ["I-JEPA needs a ViT"]),
+        ({"sweep": "encoder=resnet18,resnet51"}, ["resnet51"]),
+        ({"sweep": "loss.temperature=0.1,0.2", "arms": "ijepa_vit"}, ["has no such key"]),
+    ],
+)
+def test_bad_study_input_is_refused_before_any_work(
+    tmp_path: Path, kw: dict[str, Any], fragments: list[str]
+) -> None:
+    base = {"budget": "10m"} | kw
+    with pytest.raises((ConfigError, ValueError)) as info:
+        plan_runs(settings(tmp_path, **base))
+    for fragment in fragments:
+        assert fragment in str(info.value)
+    assert not (tmp_path / "study").exists()
+
+
+def test_cli_refuses_a_small_budget_cleanly(tmp_path: Path) -> None:
+    assert MIN_BUDGET_S == 300
+    result = run("study", "--budget", "90s", "--out", tmp_path / "s")
+    assert_user_error(result, "below the minimum of 5 minutes")
+    assert_user_error(run("study", "--snapshots", "0", "--out", tmp_path / "s"), "--snapshots")
+    assert not (tmp_path / "s").exists()
+
+
+# --------------------------------------------------------------------------- claims, report
+def fake_run(method: str, encoder: str, linear: float, **extra: Any) -> dict[str, Any]:
+    return {
+        "title": f"{method} {encoder}",
+        "arm": method,
+        "method": method,
+        "encoder": encoder,
+        "sweep_value": None,
+        "train": {
+            "steps": 100,
+            "batch_size": 64,
+            "images_per_s": 50.0,
+            "wall_s": 600.0,
+            "peak_memory_mb": 900.0,
+        },
+        "knn_linear": {"knn_top1": linear - 5, "linear_top1": linear},
+        **extra,
+    }
+
+
+def fake_study(**runs: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "settings": {
+            "data": "cifar10",
+            "budget_s": 600.0,
+            "quick": False,
+            "sweep": None,
+            "train_images": 100,
+            "test_images": 50,
+            "shapes": "/tmp/shapes",
+        },
+        "hardware": {
+            "command": "selfsup study",
+            "cpu": "CPU <x>",
+            "cores_usable": 2,
+            "torch_threads": 2,
+            "device": "cpu",
+            "gpu": None,
+            "torch": "2",
+            "selfsup_commit": "abc",
+            "date": "today",
+        },
+        "runs": runs,
+        "baselines": {},
+        "figures": {},
+    }
+
+
+def verdicts(study: dict[str, Any]) -> dict[str, str]:
+    return {c["claim"].split(" ")[0] + c["paper"][:12]: c["verdict"] for c in study_claims(study)}
+
+
+def test_claims_follow_the_numbers() -> None:
+    shapes_good = {"counting_top1": 60.0, "depth_mae": 0.1, "depth_baseline_mae": 0.4}
+    shapes_bad = {"counting_top1": 40.0, "depth_mae": 0.2, "depth_baseline_mae": 0.4}
+    transforms = {
+        "tasks": {
+            t: {"h": 90.0, "g(h)": 60.0} for t in ("grayscale", "rotation", "corrupted", "sobel")
+        }
+    }
+    study = fake_study(
+        s=fake_run(
+            "simclr",
+            "vit_tiny",
+            50.0,
+            shapes=shapes_bad,
+            transforms=transforms,
+            cost={"train_flops_per_image": 4e9},
+        ),
+        i=fake_run(
+            "ijepa", "vit_tiny", 52.0, shapes=shapes_good, cost={"train_flops_per_image": 1e9}
+        ),
+    )
+    got = {c["paper"].split(":")[0].split(",")[0]: c["verdict"] for c in study_claims(study)}
+    assert got["SimCLR Table 3"] == "agrees"
+    assert got["I-JEPA Table 4"] == "agrees"
+    assert got["I-JEPA Fig. 1 and Sec. 7"] == "agrees"
+    assert got["I-JEPA Fig. 1"] == "agrees"
+    assert got["SimCLR Fig. 5"] == "not measured"
+    # Swap the numbers: every measured verdict turns.
+    study["runs"]["s"]["shapes"], study["runs"]["i"]["shapes"] = shapes_good, shapes_bad
+    study["runs"]["i"]["knn_linear"]["linear_top1"] = 45.0
+    study["runs"]["i"]["cost"]["train_flops_per_image"] = 5e9
+    transforms["tasks"]["rotation"] = {"h": 20.0, "g(h)": 30.0}
+    got = {c["paper"].split(":")[0].split(",")[0]: c["verdict"] for c in study_claims(study)}
+    assert got["SimCLR Table 3"] == "partly"
+    assert got["I-JEPA Table 4"] == "disagrees"
+    assert got["I-JEPA Fig. 1 and Sec. 7"] == "disagrees"
+    assert got["I-JEPA Fig. 1"] == "disagrees"
+
+
+def test_report_renders_tables_and_escapes(tmp_path: Path) -> None:
+    study = fake_study(s=fake_run("simclr", "resnet18", 61.25))
+    blocks = build_blocks(study, tmp_path)
+    md = to_markdown(blocks, tmp_path)
+    assert md.startswith("# selfsup study: cifar10, 10 minutes of pre-training per run")
+    assert "| simclr resnet18 | 100 x 64 | 50 |" in md and "| 61.25 |" in md
+    assert "## The papers' claims against our measurements" in md
+    page = to_html(blocks)
+    assert page.startswith("<!DOCTYPE html>") and "<table>" in page
+    assert "CPU &lt;x&gt;" in page and "CPU <x>" not in page  # escaped
+    assert "<b>not measured</b>" in page
+
+
+# --------------------------------------------------------------------------- probe bad input
+def test_transforms_probe_refuses_a_simclr_checkpoint_without_its_head(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "rb")
+    code, _, err = run("pretrain", "simclr", *overrides(data, tmp_path / "run"))
+    assert code == 0, err
+    ckpt = torch.load(tmp_path / "run" / "last.pt", map_location="cpu", weights_only=False)
+    ckpt["method_state"] = {
+        k: v for k, v in ckpt["method_state"].items() if not k.startswith("net.head.")
+    }
+    torch.save(ckpt, tmp_path / "headless.pt")
+    result = run(
+        "probe",
+        "transforms",
+        "--checkpoint",
+        tmp_path / "headless.pt",
+        "--train-images",
+        8,
+        "--test-images",
+        4,
+        "--device",
+        "cpu",
+    )
+    assert_user_error(result, "without projection-head weights", "g(h)")
+
+
+# --------------------------------------------------------------------------- resume
+def test_an_interrupted_run_resumes_with_its_plan_and_wall_time(tmp_path: Path) -> None:
+    from selfsup.config import to_dict
+    from selfsup.study.arms import arm_config
+    from selfsup.study.train import train_run
+
+    data, run_dir = make_dataset(tmp_path / "rb"), tmp_path / "run"
+    cfg = arm_config(
+        ARMS["simclr_resnet"],
+        [
+            f"data.dataset={data}",
+            "data.cache=false",
+            "model.width=0.125",
+            "train.batch_size=8",
+            "train.device=cpu",
+            "train.num_threads=1",
+            f"train.run_dir={run_dir}",
+            "train.checkpoint_every=2",
+        ],
+    )
+    kw: dict[str, Any] = {"budget_s": 4.0, "calibrate_warmup": 1, "calibrate_steps": 2}
+    first = train_run("simclr", to_dict(cfg), run_dir, snapshots=2, **kw)
+    assert not first["resumed"] and first["steps"] >= 1
+    plan = json.loads((run_dir / "plan.json").read_text())
+    assert plan["steps"] == first["steps"]
+    assert first["wall_s"] == pytest.approx(first["budget_s"], rel=1.0)  # same order
+    # Killed after its last checkpoint, before train.json: the next call resumes the plan.
+    (run_dir / "train.json").unlink()
+    second = train_run("simclr", to_dict(cfg), run_dir, snapshots=2, **kw)
+    assert second["resumed"] and second["steps"] == first["steps"]
+    logged = json.loads((run_dir / "elapsed.json").read_text())
+    assert logged and second["wall_s"] >= max(logged.values())  # earlier segments count
+    # A finished run is read back, not trained again.
+    assert train_run("simclr", to_dict(cfg), run_dir, snapshots=2, **kw) == second
