@@ -49,7 +49,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     p.add_argument("--snapshots", type=int, default=6, help="accuracy-vs-time points per run")
-    p.add_argument("--shapes-n", type=int, help="images of the shapes dataset (60000)")
+    p.add_argument("--shapes-n", type=int, help="images of the shapes dataset (20000)")
     p.add_argument("--knn-train", type=int, help="evaluation bank / probe training images (all)")
     p.add_argument("--knn-test", type=int, help="evaluation test images (all)")
     p.add_argument("--no-figures", action="store_true", help="skip the papers' figures")

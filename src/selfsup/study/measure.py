@@ -36,8 +36,8 @@ class EvalSizes:
     knn_train: int | None = None
     knn_test: int | None = None
     linear_epochs: int = 100
-    curve_train: int | None = 10000
-    curve_test: int | None = 2000
+    curve_train: int | None = 5000
+    curve_test: int | None = 1000
     finetune_labels: tuple[str, ...] = ("1%", "10%")
     finetune_train: int | None = None
     finetune_epochs: int | None = None

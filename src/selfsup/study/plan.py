@@ -67,7 +67,7 @@ class StudySettings:
     calibrate_warmup: int = 5
     calibrate_steps: int = 20
     snapshots: int = 6
-    shapes_n: int = 60000
+    shapes_n: int = 20000
     figures: bool = True
     sizes: EvalSizes = field(default_factory=EvalSizes)
 

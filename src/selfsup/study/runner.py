@@ -176,10 +176,12 @@ def run_study(settings: StudySettings) -> dict[str, Path]:
     data = (load_split(d, d.train_split, labelled=True), load_split(d, d.test_split, labelled=True))
     sweep = settings.sweep is not None
     shapes = shapes_dataset(settings.shapes_n, runs[0].config.augment.size, settings.quick)
-    collected: dict[str, Any] = {}
+    # Train every run first, then measure: the headline numbers (kNN, linear, cost) of every
+    # run come before the long stages, so an interrupted study has them on disk first.
+    trained: dict[str, dict[str, Any]] = {}
     for run in runs:
         print(f"{run.name}: pre-training for {settings.budget_s():.0f} s ...", flush=True)
-        trained = train_run(
+        trained[run.name] = train_run(
             run.arm.method,
             to_dict(run.config),
             Path(run.config.train.run_dir),
@@ -188,15 +190,20 @@ def run_study(settings: StudySettings) -> dict[str, Path]:
             calibrate_steps=settings.calibrate_steps,
             snapshots=settings.snapshots,
         )
-        stages = _stages(run, settings, data, shapes, device, sweep)
+    stages = {run.name: _stages(run, settings, data, shapes, device, sweep) for run in runs}
+    for run in runs:
+        first = {k: v for k, v in stages[run.name].items() if k in ("knn_linear", "cost")}
+        run_stages(Path(run.config.train.run_dir), first)
+    collected: dict[str, Any] = {}
+    for run in runs:
         collected[run.name] = {
             "title": run.arm.title,
             "arm": run.arm.name,
             "method": run.arm.method,
             "encoder": run.config.model.encoder,
             "sweep_value": run.sweep_value,
-            "train": trained,
-            **run_stages(Path(run.config.train.run_dir), stages),
+            "train": trained[run.name],
+            **run_stages(Path(run.config.train.run_dir), stages[run.name]),
         }
     study: dict[str, Any] = {
         "settings": {
