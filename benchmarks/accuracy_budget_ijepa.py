@@ -42,7 +42,6 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402 - the benchmarks' shared module, beside this script
-from accuracy_budget_simclr import subset  # noqa: E402
 
 from selfsup.build import load_split, pretrain_simclr  # noqa: E402
 from selfsup.build.ijepa import encoder_init as ijepa_init  # noqa: E402
@@ -57,6 +56,7 @@ from selfsup.models import create_model  # noqa: E402
 from selfsup.models.pooling import TokenPooling  # noqa: E402
 from selfsup.recipes import IJEPAConfig, SimCLRConfig  # noqa: E402
 from selfsup.study import timing  # noqa: E402
+from selfsup.study.measure import subset  # noqa: E402
 
 IJEPA_RECIPE = "configs/ijepa_cifar10_vit_tiny.yaml"
 SIMCLR_RECIPE = "configs/simclr_cifar10_vit_tiny.yaml"

@@ -58,6 +58,7 @@ from selfsup.eval import knn_evaluate  # noqa: E402
 from selfsup.evaluation import encoder_from_checkpoint, evaluate  # noqa: E402
 from selfsup.models import create_model  # noqa: E402
 from selfsup.recipes import SimCLRConfig  # noqa: E402
+from selfsup.study.measure import subset  # noqa: E402
 
 DEFAULT_CONFIG = "configs/simclr_cifar10_cpu10m.yaml"
 PARTS = ("lightly", "selfsup", "baselines")
@@ -102,19 +103,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not args.minutes > 0:
         p.error(f"--minutes must be > 0; got {args.minutes}")
     return args
-
-
-def subset(data: ImageData, n: int | None, seed: int) -> ImageData:
-    """A seeded random subset of ``n`` images (all of them when ``n`` is None or too big)."""
-    if n is None or n >= len(data):
-        return data
-    if n < 1:
-        raise ValueError(f"subset size must be >= 1; got {n}.")
-    idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
-    assert data.labels is not None
-    return ImageData(
-        data.images[idx].contiguous(), data.labels[idx], data.classes, f"{n} of {data.source}"
-    )
 
 
 def train_lightly(

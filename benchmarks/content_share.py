@@ -35,13 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402 - the benchmarks' shared module, beside this script
 from accuracy_budget_ijepa import IJEPA_RECIPE  # noqa: E402
-from accuracy_budget_simclr import subset  # noqa: E402
 
 from selfsup.build import load_split  # noqa: E402
 from selfsup.build.ijepa import encoder_spec  # noqa: E402
 from selfsup.config import load_config  # noqa: E402
 from selfsup.models import create_model  # noqa: E402
 from selfsup.recipes import IJEPAConfig  # noqa: E402
+from selfsup.study.measure import subset  # noqa: E402
 
 
 def content_share(tokens: torch.Tensor) -> float:

@@ -31,7 +31,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402 - the benchmarks' shared module, beside this script
 from accuracy_budget_ijepa import IJEPA_RECIPE, score  # noqa: E402
-from accuracy_budget_simclr import subset  # noqa: E402
 
 from selfsup.build import load_split  # noqa: E402
 from selfsup.build.ijepa import pretrain_ijepa  # noqa: E402
@@ -40,6 +39,7 @@ from selfsup.engine.runtime import select_device  # noqa: E402
 from selfsup.evaluation import encoder_from_checkpoint  # noqa: E402
 from selfsup.recipes import IJEPAConfig  # noqa: E402
 from selfsup.study import timing  # noqa: E402
+from selfsup.study.measure import subset  # noqa: E402
 
 # The context encoder's weights in an I-JEPA checkpoint (selfsup.methods.ijepa.IJEPA.online).
 CONTEXT_PREFIX = "online.encoder."

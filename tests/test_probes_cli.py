@@ -73,4 +73,7 @@ def test_bad_input_is_named(shapes: Path, checkpoint: Path, tmp_path: Path) -> N
     assert_user_error(run("data", "shape", "--out", tmp_path / "x"), "'shape'", "shapes")
     assert_user_error(run("data", "shapes", "--out", tmp_path / "y", "--size", 48), "size", "48")
     assert_user_error(run("data", "shapes", "--out", tmp_path / "z", "--n", 0), "n")
+    too_many = run("data", "shapes", "--out", tmp_path / "w", "--max-objects", 11)
+    assert_user_error(too_many, "max_objects", "11")
+    assert not (tmp_path / "w").exists()
     assert_user_error(run("data", "shapes", "--out", shapes), "empty")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -177,6 +178,8 @@ def bad_calls(tmp: Path) -> list[tuple[str, object, Callable[[], object]]]:
         ("index", -1, lambda: scene_for(-1, 0)),
         ("seed", -2, lambda: scene_for(0, -2)),
         ("split", "val", lambda: read_shapes_labels(tmp / "ok", "val")),
+        ("max_objects", 12, lambda: write_shapes_dataset(tmp / "e", 5, max_objects=12)),
+        ("min_objects", 0, lambda: write_shapes_dataset(tmp / "f", 5, min_objects=0)),
     ]
 
 
@@ -185,5 +188,17 @@ def test_bad_inputs_raise_value_errors_that_name_them(tmp_path: Path) -> None:
     for name, value, call in bad_calls(tmp_path):
         with pytest.raises(ValueError, match=name) as info:
             call()
+        # Refused before any image is written.
+        assert not any((tmp_path / x).exists() for x in "abcdef"), name
         assert str(value) in str(info.value), (name, str(info.value))
         assert name != "out" or "empty folder" in str(info.value)
+
+
+def test_a_narrower_count_range_is_kept_and_recorded(tmp_path: Path) -> None:
+    out = write_shapes_dataset(tmp_path / "d", 12, min_objects=1, max_objects=2)
+    _, counts, _ = read_shapes_labels(out, "train")
+    assert set(counts.tolist()) <= {1, 2}
+    settings = json.loads((out / "shapes.json").read_text())
+    assert (settings["min_objects"], settings["max_objects"]) == (1, 2)
+    # The default range draws the same scenes as before the option existed.
+    assert scene_for(5, 0) == scene_for(5, 0, min_objects=3, max_objects=10)

@@ -56,8 +56,10 @@ def test_every_number_is_present_and_finite(study_dir: Path) -> None:
     ij, sc = runs["ijepa_vit"]["cost"], runs["simclr_vit"]["cost"]
     assert ij["train_flops_per_image"] < sc["train_flops_per_image"]
     assert set(study["baselines"]) == {"random_resnet18", "random_vit_tiny"}
-    for figure in study["figures"].values():
+    assert len(study["figures"]["paths"]) == 4
+    for figure in study["figures"]["paths"].values():
         assert (study_dir / figure).stat().st_size > 1000
+    assert all(finite(v) for v in study["figures"]["predictor_mse"].values())
 
 
 def test_report_sets_claims_beside_measurements(study_dir: Path) -> None:

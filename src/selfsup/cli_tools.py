@@ -1,6 +1,6 @@
 """``selfsup data`` and ``selfsup probe``: the shapes dataset and the probes that read it.
 
-selfsup data shapes --out DIR [--n 60000] [--seed 0] [--size 32|64]
+selfsup data shapes --out DIR [--n 60000 --seed 0 --size 32|64 --min-objects 3 --max-objects 10]
 selfsup probe counting|depth --checkpoint PATH --data DIR [--epochs 100] [--json]
 selfsup probe transforms --checkpoint PATH [--data NAME_OR_FOLDER] [--epochs 30] [--json]
 """
@@ -31,6 +31,8 @@ def add_parsers(sub: Any) -> None:
     data.add_argument("--seed", type=int, default=0, help="dataset seed (0)")
     data.add_argument("--size", type=int, default=32, help="image side: 32 or 64 (32)")
     data.add_argument("--test-fraction", type=float, default=1 / 6, help="test share (1/6)")
+    data.add_argument("--min-objects", type=int, default=3, help="fewest objects, >= 1 (3)")
+    data.add_argument("--max-objects", type=int, default=10, help="most objects, <= 10 (10)")
     data.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     probe = sub.add_parser(
@@ -73,6 +75,8 @@ def run_data(args: argparse.Namespace) -> int:
         size=args.size,
         test_fraction=args.test_fraction,
         progress=not args.no_progress,
+        min_objects=args.min_objects,
+        max_objects=args.max_objects,
     )
     print(f"wrote {args.n} images of {args.size} px to {out} (labels: {out / 'labels.csv'})")
     return 0

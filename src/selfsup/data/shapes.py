@@ -160,12 +160,19 @@ def sample_scene(
     raise RuntimeError(f"could not place {count} objects in {_RESTARTS} attempts")
 
 
-def scene_for(index: int, seed: int) -> Scene:
-    """Scene ``index`` of dataset ``seed`` (3..10 objects), from ``default_rng([seed, index])``."""
+def scene_for(
+    index: int, seed: int, *, min_objects: int = 3, max_objects: int = MAX_OBJECTS
+) -> Scene:
+    """Scene ``index`` of dataset ``seed`` (``min_objects..max_objects`` objects, 3..10 by
+    default), from ``default_rng([seed, index])``."""
     for name, v in (("index", index), ("seed", seed)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
             raise ValueError(f"{name} must be an int >= 0, got {v!r}")
-    return sample_scene(np.random.default_rng([int(seed), int(index)]))
+    return sample_scene(
+        np.random.default_rng([int(seed), int(index)]),
+        min_objects=min_objects,
+        max_objects=max_objects,
+    )
 
 
 def n_test_images(n: int, test_fraction: float) -> int:
@@ -181,6 +188,8 @@ def write_shapes_dataset(
     size: int = 32,
     test_fraction: float = 1 / 6,
     progress: bool = False,
+    min_objects: int = 3,
+    max_objects: int = MAX_OBJECTS,
 ) -> Path:
     """Render ``n`` scenes into an image-folder dataset that ``load_dataset`` reads.
 
@@ -200,12 +209,15 @@ def write_shapes_dataset(
         size: image side in pixels, 32 or 64.
         test_fraction: share of images in the test split, in [0, 1).
         progress: show a tqdm progress bar.
+        min_objects, max_objects: the range of object counts, within 1..10 (the renderer
+            places at most 10 objects clear of each other and at least half visible).
 
     Returns:
         ``out``.
     """
     out = Path(out)
     check_image_size(size)
+    _check_count_range(min_objects, max_objects)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be an int >= 1 (number of images), got {n!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -221,7 +233,7 @@ def write_shapes_dataset(
     width = max(6, len(str(n - 1)))  # equal widths: file names sort in index order
     rows: list[tuple[str, str, int, str]] = []
     for i in tqdm(range(n), desc="shapes", unit="img", disable=not progress):
-        scene = scene_for(i, seed)
+        scene = scene_for(i, seed, min_objects=min_objects, max_objects=max_objects)
         split = "train" if i < n_train else "test"
         file = f"{split}/{scene.count:02d}/{i:0{width}d}.png"
         path = out / file
@@ -232,11 +244,14 @@ def write_shapes_dataset(
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(("split", "file", "count", "nearest_depth"))
         writer.writerows(rows)
-    (out / "shapes.json").write_text(json.dumps(_settings(n, seed, size, n_train), indent=2))
+    settings = _settings(n, seed, size, n_train, (min_objects, max_objects))
+    (out / "shapes.json").write_text(json.dumps(settings, indent=2))
     return out
 
 
-def _settings(n: int, seed: int, size: int, n_train: int) -> dict[str, object]:
+def _settings(
+    n: int, seed: int, size: int, n_train: int, counts: tuple[int, int]
+) -> dict[str, object]:
     return {
         "generator": "selfsup.data.shapes",
         "renderer_version": RENDERER_VERSION,
@@ -246,6 +261,8 @@ def _settings(n: int, seed: int, size: int, n_train: int) -> dict[str, object]:
         "n_test": n - n_train,
         "split_rule": "indices 0..n_train-1 are train, the rest test",
         "scene_rng": "numpy.random.default_rng([seed, index])",
+        "min_objects": counts[0],
+        "max_objects": counts[1],
         "image_size": size,
         "supersample": SUPERSAMPLE,
         "supported_sizes": list(IMAGE_SIZES),
@@ -262,7 +279,7 @@ def _settings(n: int, seed: int, size: int, n_train: int) -> dict[str, object]:
         "sizes": SIZES,
         "size_meaning": "footprint radius: sphere/cylinder radius, cube half-diagonal",
         "labels": {
-            "count": f"number of objects, 3..{MAX_OBJECTS}; class folder <count:02d>",
+            "count": f"number of objects, {counts[0]}..{counts[1]}; class folder <count:02d>",
             "nearest_depth": "Euclidean distance from the camera centre to the nearest "
             "object's centre (middle of its bounding box), world units",
         },

@@ -36,6 +36,18 @@ def _runs(study: dict[str, Any], method: str, vit: bool | None = None) -> list[t
     return out
 
 
+def _vit_pair(study: dict[str, Any], stage: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The first I-JEPA and SimCLR ViT runs, when both have ``stage``; else None."""
+    ij, sc = _runs(study, "ijepa", vit=True), _runs(study, "simclr", vit=True)
+    if not ij or not sc or stage not in ij[0][1] or stage not in sc[0][1]:
+        return None
+    return ij[0][1], sc[0][1]
+
+
+def _unmeasured(claim: str, paper: str, needs: str) -> Claim:
+    return Claim(claim, paper, "-", "not measured", f"needs {needs}")
+
+
 def projection_head(study: dict[str, Any]) -> Claim:
     rows, wins, total = [], 0, 0
     for name, run in _runs(study, "simclr"):
@@ -63,16 +75,14 @@ def projection_head(study: dict[str, Any]) -> Claim:
 
 
 def low_level(study: dict[str, Any]) -> Claim:
-    ij, sc = _runs(study, "ijepa", vit=True), _runs(study, "simclr", vit=True)
-    if not ij or not sc or "shapes" not in ij[0][1] or "shapes" not in sc[0][1]:
-        return Claim(
+    pair = _vit_pair(study, "shapes")
+    if pair is None:
+        return _unmeasured(
             "I-JEPA keeps low-level information",
             "I-JEPA Table 4",
-            "-",
-            "not measured",
-            "needs an I-JEPA and a SimCLR ViT run with shapes probes",
+            "an I-JEPA and a SimCLR ViT run with shapes probes",
         )
-    a, b = ij[0][1]["shapes"], sc[0][1]["shapes"]
+    a, b = pair[0]["shapes"], pair[1]["shapes"]
     count_better = a["counting_top1"] > b["counting_top1"]
     depth_better = a["depth_mae"] < b["depth_mae"]
     verdict = (
@@ -95,18 +105,16 @@ def low_level(study: dict[str, Any]) -> Claim:
 
 
 def compute(study: dict[str, Any]) -> Claim:
-    ij, sc = _runs(study, "ijepa", vit=True), _runs(study, "simclr", vit=True)
-    if not ij or not sc or "cost" not in ij[0][1] or "cost" not in sc[0][1]:
-        return Claim(
+    pair = _vit_pair(study, "cost")
+    if pair is None:
+        return _unmeasured(
             "I-JEPA needs less compute per image",
             "I-JEPA Sec. 1, Fig. 1",
-            "-",
-            "not measured",
-            "needs an I-JEPA and a SimCLR ViT run",
+            "an I-JEPA and a SimCLR ViT run",
         )
-    fi = ij[0][1]["cost"]["train_flops_per_image"]
-    fs = sc[0][1]["cost"]["train_flops_per_image"]
-    ri, rs = ij[0][1]["train"]["images_per_s"], sc[0][1]["train"]["images_per_s"]
+    fi = pair[0]["cost"]["train_flops_per_image"]
+    fs = pair[1]["cost"]["train_flops_per_image"]
+    ri, rs = pair[0]["train"]["images_per_s"], pair[1]["train"]["images_per_s"]
     return Claim(
         "I-JEPA costs less per image than a two-view method: one partial view through the "
         "context encoder, no hand-made second view.",
@@ -120,16 +128,14 @@ def compute(study: dict[str, Any]) -> Claim:
 
 
 def equal_budget(study: dict[str, Any]) -> Claim:
-    ij, sc = _runs(study, "ijepa", vit=True), _runs(study, "simclr", vit=True)
-    if not ij or not sc:
-        return Claim(
+    pair = _vit_pair(study, "knn_linear")
+    if pair is None:
+        return _unmeasured(
             "I-JEPA matches SimCLR at equal wall-clock",
             "I-JEPA Fig. 1",
-            "-",
-            "not measured",
-            "needs an I-JEPA and a SimCLR ViT run",
+            "an I-JEPA and a SimCLR ViT run",
         )
-    a, b = ij[0][1]["knn_linear"], sc[0][1]["knn_linear"]
+    a, b = pair[0]["knn_linear"], pair[1]["knn_linear"]
     diff = a["linear_top1"] - b["linear_top1"]
     return Claim(
         "For the same compute, I-JEPA learns representations at least as good as "

@@ -156,7 +156,18 @@ def _figure_blocks(study: dict[str, Any], out: Path) -> list[Block]:
         "generative RCDM: a decoder trained to map frozen target-encoder patch representations "
         "to pixels, applied to the predictor's outputs for the target blocks.",
     }
-    for key, rel in (study.get("figures") or {}).items():
+    figures = study.get("figures") or {}
+    mse = figures.get("predictor_mse") or {}
+    if mse:
+        captions["predictor"] += (
+            f" MSE on [0, 1] pixels in the target blocks of the shown (held-out) images: "
+            f"decoded target-encoder "
+            f"tokens {mse['target_encoder_mse_in_targets']:.4f}, decoded predictor outputs "
+            f"{mse['predictor_mse_in_targets']:.4f}, the mean image "
+            f"{mse['mean_image_mse_in_targets']:.4f} (the predictor knows what the context "
+            "tells it when its MSE falls well below the mean image's)."
+        )
+    for key, rel in (figures.get("paths") or {}).items():
         blocks.append(("img", out / rel, captions.get(key, key)))
     return blocks
 

@@ -121,8 +121,11 @@ def _baselines(
     return out
 
 
-def _figures(runs: list[Run], settings: StudySettings, train: ImageData) -> dict[str, str]:
-    """The papers' figures (SimCLR Fig. 4 and 6, I-JEPA Fig. 4 and 6) as PNGs."""
+def _figures(
+    runs: list[Run], settings: StudySettings, train: ImageData, device: torch.device
+) -> dict[str, Any]:
+    """The papers' figures (SimCLR Fig. 4 and 6, I-JEPA Fig. 4 and 6) as PNGs: their paths
+    relative to the study folder, and the predictor figure's held-out MSEs."""
     from selfsup import figures
 
     folder = settings.out_dir / "figures"
@@ -146,16 +149,17 @@ def _figures(runs: list[Run], settings: StudySettings, train: ImageData) -> dict
             min_context=m.min_context,
         )
         n_train = 1000 if settings.quick else 10000
-        path, _ = figures.predictor_figure(
+        path, metrics = figures.predictor_figure(
             Path(cfg.train.run_dir) / "last.pt",
             train.images[-n_train:],
             train.images[8:12],
             folder / "ijepa_fig6_predictor.png",
             epochs=2 if settings.quick else 10,
-            device=settings.device if settings.device != "auto" else "cpu",
+            device=device,
         )
         paths["predictor"] = path
-    return {k: str(Path(v).relative_to(settings.out_dir)) for k, v in paths.items()}
+    out: dict[str, Any] = {k: str(Path(v).relative_to(settings.out_dir)) for k, v in paths.items()}
+    return {"paths": out, "predictor_mse": metrics if ijepa else {}}
 
 
 def run_study(settings: StudySettings) -> dict[str, Path]:
@@ -221,7 +225,9 @@ def run_study(settings: StudySettings) -> dict[str, Path]:
         "hardware": info,
         "runs": collected,
         "baselines": {} if sweep else _baselines(runs, settings, data, shapes, device),
-        "figures": _figures(runs, settings, data[0]) if settings.figures and not sweep else {},
+        "figures": {}
+        if sweep or not settings.figures
+        else _figures(runs, settings, data[0], device),
     }
     (out / STUDY_FILE).write_text(json.dumps(study, indent=2, default=list) + "\n")
     return write_report(out, study)
