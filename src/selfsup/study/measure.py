@@ -23,7 +23,7 @@ from torch import nn
 
 from selfsup.data.datasets import ImageData
 from selfsup.engine.checkpoint import load_checkpoint
-from selfsup.eval import extract_features, knn_evaluate
+from selfsup.eval import extract_features
 from selfsup.evaluation import encoder_from_checkpoint, evaluate, few_label_finetune
 
 RESULTS_FILE = "results.json"
@@ -116,32 +116,24 @@ def curve(
     """kNN top-1 of each training snapshot (same bank and queries), with its wall time."""
     encoder, meta = encoder_from_checkpoint(checkpoint)
     bank, queries = subset(train, sizes.curve_train, 0), subset(test, sizes.curve_test, 1)
-    assert bank.labels is not None and queries.labels is not None
     points = []
     for path in snapshots:
         snap = torch.load(path, map_location="cpu", weights_only=True)
         encoder.load_state_dict(snap["state"])
-        kw: dict[str, Any] = {
-            "batch_size": sizes.batch_size,
-            "device": device,
-            "image_size": meta.get("image_size"),
-        }
-        f_bank = extract_features(encoder.to(device), bank.images, **kw)
-        f_query = extract_features(encoder, queries.images, **kw)
-        r = knn_evaluate(
-            f_bank,
-            bank.labels,
-            f_query,
-            queries.labels,
-            num_classes=bank.num_classes,
-            k=200,
-            temperature=0.1,
+        r = evaluate(
+            encoder.to(device),
+            bank,
+            queries,
+            image_size=meta.get("image_size"),
+            protocols=("knn",),
+            batch_size=sizes.batch_size,
+            device=device,
         )
         points.append(
             {
                 "step": int(snap["step"]),
                 "elapsed_s": float(snap["elapsed_s"]),
-                "knn_top1": float(r["top1"]),
+                "knn_top1": r["knn_top1"],
             }
         )
     return {"points": points, "bank": len(bank), "queries": len(queries)}
@@ -264,8 +256,8 @@ def cost_stage(checkpoint: Path, images: torch.Tensor, device: torch.device) -> 
     batch = images[: min(len(images), cfg.train.batch_size, 64)].to(device)
     with sdpa_kernel([SDPBackend.MATH]), FlopCounterMode(display=False) as counter:
         method.training_step(batch, 0).loss.backward()
-    encoder, _ = encoder_from_checkpoint(checkpoint)
     return {
         "train_flops_per_image": counter.get_total_flops() / len(batch),
-        "encoder_parameters": sum(p.numel() for p in encoder.parameters()),
+        # The evaluation encoder's weights: the same parameters the checkpoint's encoder has.
+        "encoder_parameters": sum(p.numel() for p in method.eval_encoder().parameters()),
     }
