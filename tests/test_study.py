@@ -19,7 +19,13 @@ from selfsup.study.arms import ARMS, parse_sweep, split_values
 from selfsup.study.claims import study_claims
 from selfsup.study.plan import MIN_BUDGET_S, StudySettings, plan_runs
 from selfsup.study.report import build_blocks, to_html, to_markdown
-from selfsup.study.timing import Calibration, parse_budget, set_run_length, steps_for_budget
+from selfsup.study.timing import (
+    Calibration,
+    parse_budget,
+    set_run_length,
+    steady_step_seconds,
+    steps_for_budget,
+)
 
 
 @pytest.mark.parametrize(
@@ -57,6 +63,34 @@ def test_run_length_fills_the_budget() -> None:
     out = set_run_length(cfg, 6400, 250)  # 25 steps of 256 per epoch
     assert math.ceil(out.train.epochs * 25) == 250
     assert out.optim.warmup_epochs / out.train.epochs == pytest.approx(0.1)
+
+
+def test_calibration_ignores_a_few_disturbed_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside load slowing 3 of 20 timed steps must not change the calibrated speed (a
+    plain mean would have read 0.8 s and shortened the run by 38 %)."""
+    import selfsup.study.timing as timing
+
+    durations = [0.5] * 17 + [2.5] * 3
+    marks_seen: list[list[int]] = []
+
+    def fake_time_fit(make: Any, marks: list[int], device: torch.device) -> list[float]:
+        marks_seen.append(list(marks))
+        return [100.0 + sum(durations[:i]) for i in range(len(marks))]
+
+    monkeypatch.setattr(timing, "time_fit", fake_time_fit)
+    cfg = load_config(SimCLRConfig, None, ["train.batch_size=64"])
+    cal = timing.calibrate(cfg, torch.zeros(1), warmup=5, steps=20, device=torch.device("cpu"))
+    assert marks_seen == [list(range(5, 26))]
+    assert cal.seconds_per_step == pytest.approx(0.5)
+    assert cal.images_per_s == pytest.approx(128)
+
+
+def test_steady_step_keeps_the_natural_spread() -> None:
+    # Two steps 20 % slower (logging, allocator) are part of the run's speed: kept.
+    assert steady_step_seconds([0.5] * 18 + [0.6] * 2) == pytest.approx(0.51)
+    assert steady_step_seconds([1.0, 1.0, 1.0, 10.0]) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="at least one"):
+        steady_step_seconds([])
 
 
 def settings(tmp: Path, **kw: Any) -> StudySettings:

@@ -33,8 +33,13 @@ def hardware(device: torch.device) -> dict[str, Any]:
     except AttributeError:  # not on Linux
         cores_usable = os.cpu_count() or 0
     try:
+        # The commit of the selfsup source that runs, not of the working directory's repo.
         commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=Path(__file__).resolve().parent,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""

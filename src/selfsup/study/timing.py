@@ -9,8 +9,10 @@ and rescales ``optim.warmup_epochs`` to keep the recipe's warm-up fraction.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
+import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -96,20 +98,32 @@ class Calibration:
         return self.batch_size / self.seconds_per_step
 
 
+def steady_step_seconds(durations: Sequence[float], outlier_factor: float = 1.5) -> float:
+    """Mean of ``durations`` (seconds per step, at least one) without the outliers: those
+    above ``outlier_factor`` times their median (steps slowed by outside load)."""
+    if not durations:
+        raise ValueError("steady_step_seconds needs at least one step duration.")
+    limit = outlier_factor * statistics.median(durations)
+    return statistics.fmean(d for d in durations if d <= limit)
+
+
 def calibrate(
     cfg: Config, images: torch.Tensor, *, warmup: int, steps: int, device: torch.device
 ) -> Calibration:
     """Time ``steps`` steps after ``warmup`` untimed ones of the method's own trainer.
 
     ``images``: (N, 3, H, W) uint8, the training images. The run writes only to a
-    temporary folder.
+    temporary folder. The speed is the mean of the per-step durations that lie within 1.5x
+    of their median: a few seconds of outside load during the window (another process on a
+    shared machine) slows a few steps far more than that, and must not shorten the whole
+    budgeted run; the steps' own spread (logging, allocator) stays in the mean.
     """
     from selfsup.build import simclr_trainer
     from selfsup.build.ijepa import ijepa_trainer
 
     if warmup < 1 or steps < 1:
         raise ValueError(f"calibration needs warmup >= 1 and steps >= 1; got {warmup}, {steps}.")
-    marks = [warmup, warmup + steps]
+    marks = list(range(warmup, warmup + steps + 1))
 
     def make(clock: StepClock, run_dir: str) -> Any:
         c = apply_overrides(
@@ -127,7 +141,7 @@ def calibrate(
     start = time.perf_counter()
     times = time_fit(make, marks, device)
     wall = time.perf_counter() - start
-    per_step = (times[1] - times[0]) / steps
+    per_step = steady_step_seconds([b - a for a, b in itertools.pairwise(times)])
     return Calibration(
         steps=steps,
         seconds_per_step=per_step,
