@@ -244,6 +244,24 @@ def test_claims_follow_the_numbers() -> None:
     assert got["I-JEPA Fig. 1"] == "disagrees"
 
 
+@pytest.mark.parametrize(
+    ("gaps", "verdict"),
+    [
+        ((30.0, 2.0, 5.0, 40.0), "agrees"),
+        ((30.0, 0.5, 0.1, 40.0), "partly"),  # h never behind, but not clearly ahead everywhere
+        ((30.0, 20.0, 10.0, -1.0), "partly"),  # clearly ahead on most
+        ((30.0, 1.0, -1.0, -3.0), "disagrees"),
+    ],
+)
+def test_projection_head_needs_clear_gaps(gaps: tuple[float, ...], verdict: str) -> None:
+    names = ("grayscale", "rotation", "corrupted", "sobel")
+    tasks = {n: {"h": 60.0 + g, "g(h)": 60.0} for n, g in zip(names, gaps, strict=True)}
+    study = fake_study(s=fake_run("simclr", "resnet18", 50.0, transforms={"tasks": tasks}))
+    (claim,) = [c for c in study_claims(study) if c["paper"].startswith("SimCLR Table 3")]
+    assert claim["verdict"] == verdict
+    assert f"largest gap {max(gaps):.1f} points (paper 42.0)" in claim["ours"]
+
+
 def test_report_renders_tables_and_escapes(tmp_path: Path) -> None:
     study = fake_study(s=fake_run("simclr", "resnet18", 61.25))
     blocks = build_blocks(study, tmp_path)
