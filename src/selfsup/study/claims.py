@@ -54,36 +54,32 @@ CLEAR_GAP = 2.0
 
 
 def projection_head(study: dict[str, Any]) -> Claim:
-    rows, clear, kept, total = [], 0, 0, 0
-    largest = 0.0
+    rows, gaps = [], []
     for name, run in _runs(study, "simclr"):
         tasks = (run.get("transforms") or {}).get("tasks") or {}
         for t in TASKS:
             r = tasks.get(t.name) or {}
             if "g(h)" in r:
-                total += 1
-                gap = r["h"] - r["g(h)"]
-                clear += gap >= CLEAR_GAP
-                kept += gap >= 0
-                largest = max(largest, gap)
+                gaps.append(r["h"] - r["g(h)"])
                 rows.append(f"{name} {t.name}: h {r['h']:.1f} vs g(h) {r['g(h)']:.1f}")
-    if not total:
+    clear = sum(gap >= CLEAR_GAP for gap in gaps)
+    if not gaps:
         verdict = "not measured"
-    elif clear == total:
+    elif clear == len(gaps):
         verdict = "agrees"
-    elif kept == total or clear > total // 2:
+    elif min(gaps) >= 0 or clear > len(gaps) // 2:
         verdict = "partly"
     else:
         verdict = "disagrees"
     paper = "; ".join(f"{t.name} {t.paper_h} vs {t.paper_gh}" for t in TASKS)
-    paper_largest = max(t.paper_h - t.paper_gh for t in TASKS)
     ours = "; ".join(rows) or "no SimCLR run with a transforms probe"
-    if total:
+    if gaps:
+        paper_largest = max(t.paper_h - t.paper_gh for t in TASKS)
         ours += (
-            f". h is ahead by {CLEAR_GAP:g} points or more on {clear} of {total} tasks; largest "
-            f"gap {largest:.1f} points (paper {paper_largest:.1f}). The paper pre-trained with "
-            "rotation, noise and Sobel added to the augmentations for those rows; the study "
-            "reads its runs as trained."
+            f". h is ahead by {CLEAR_GAP:g} points or more on {clear} of {len(gaps)} tasks; "
+            f"largest gap {max(gaps):.1f} points (paper {paper_largest:.1f}). The paper "
+            "pre-trained with rotation, noise and Sobel added to the augmentations for those "
+            "rows; the study reads its runs as trained."
         )
     return Claim(
         "SimCLR's projection head g discards information that h keeps (the transformation "
