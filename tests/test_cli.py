@@ -294,6 +294,24 @@ def test_non_finite_loss_stops_cleanly_and_keeps_the_last_good_checkpoint(
 # ------------------------------------------------------------------------------ bad input
 
 
+def test_progressive_resizing_trains_at_the_ramped_sides(data: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "ramp"
+    extra = {"augment.start_size": 16, "augment.size_ramp": "[0.25,0.75]"}
+    code, _, err = run("pretrain", "simclr", *overrides(data, run_dir, **extra))
+    assert code == 0, err
+    # Step indices 0..3 are t = 0, 0.25, 0.5, 0.75 of the run: 16 until the ramp starts,
+    # 16 + 16 * 0.5 = 24 half-way up it, the full 32 from its end on.
+    assert [r["resolution"] for r in read_metrics(run_dir)] == [16.0, 16.0, 24.0, 32.0]
+
+
+def test_bad_progressive_resizing_is_refused_before_training(data: Path, tmp_path: Path) -> None:
+    bad = overrides(data, tmp_path / "a", **{"augment.start_size": 48})
+    assert_user_error(run("pretrain", "simclr", *bad), "augment.start_size", "end_size")
+    vit = overrides(data, tmp_path / "b", **{"augment.start_size": 16, "model.encoder": "vit_tiny"})
+    assert_user_error(run("pretrain", "simclr", *vit), "progressive resizing needs")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
 def test_unknown_config_key_is_named_with_a_suggestion(data: Path, tmp_path: Path) -> None:
     result = run("pretrain", "simclr", *overrides(data, tmp_path / "r"), "train.epoch=3")
     assert_user_error(result, "'train.epoch'", "Did you mean 'train.epochs'?")

@@ -11,6 +11,7 @@ import torch
 from selfsup.engine.schedules import (
     cosine_schedule,
     linear_schedule,
+    ramp_size,
     scale_learning_rate,
     warmup_cosine,
 )
@@ -126,3 +127,46 @@ def test_scale_learning_rate_errors() -> None:
         scale_learning_rate(-0.1, 256, "linear")
     with pytest.raises(ValueError, match="base_lr"):
         scale_learning_rate(float("nan"), 256, "linear")
+
+
+def test_ramp_size_closed_form_points() -> None:
+    size = partial(ramp_size, total_steps=100, start_size=16, end_size=32, ramp=(0.5, 0.9))
+    # Held before the ramp, linear (rounded down to 4) inside it, held at the end after it.
+    assert [size(s) for s in (0, 25, 50)] == [16, 16, 16]
+    # step 60: 16 + 16 * 0.1 / 0.4 = 20; 70: 24; 80: 28; 89: 31.6 -> 28 (multiple 1: 31)
+    assert [size(s, multiple=4) for s in (60, 70, 80, 89)] == [20, 24, 28, 28]
+    assert size(89) == 31
+    assert [size(s) for s in (90, 99, 100, 1000)] == [32, 32, 32, 32]
+    # Rounding never drops below the start side, even when it is not a multiple.
+    assert (
+        ramp_size(55, total_steps=100, start_size=18, end_size=32, ramp=(0.5, 0.9), multiple=8)
+        == 18
+    )
+    # A step ramp (start == end) jumps at that point; a constant side is the identity.
+    jump = partial(ramp_size, total_steps=10, start_size=24, end_size=32, ramp=(0.5, 0.5))
+    assert [jump(s) for s in (4, 5, 9)] == [24, 32, 32]
+    assert {
+        ramp_size(s, total_steps=7, start_size=32, end_size=32, ramp=(0, 1)) for s in range(8)
+    } == {32}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"start_size": 40, "end_size": 32}, "start_size <= end_size"),
+        ({"start_size": 0, "end_size": 32}, "start_size <= end_size"),
+        ({"ramp": (0.9, 0.5)}, "ramp must satisfy"),
+        ({"ramp": (0.5, 1.5)}, "ramp must satisfy"),
+        ({"multiple": 0}, "multiple must be >= 1"),
+    ],
+)
+def test_ramp_size_rejects_bad_arguments(kwargs: dict[str, object], match: str) -> None:
+    args: dict[str, object] = {
+        "total_steps": 10,
+        "start_size": 24,
+        "end_size": 32,
+        "ramp": (0.5, 0.8),
+        **kwargs,
+    }
+    with pytest.raises(ValueError, match=match):
+        ramp_size(0, **args)  # type: ignore[arg-type]

@@ -168,3 +168,25 @@ def test_eval_encoder_is_the_encoder_without_the_head() -> None:
 def test_non_positive_temperature_is_rejected(tau: float) -> None:
     with pytest.raises(ValueError, match="temperature must be > 0"):
         SimCLR(TinyEncoder(), nn.Identity(), simclr_augmentation("cifar", size=12), tau)
+
+
+def test_progressive_resizing_feeds_both_views_at_the_scheduled_side() -> None:
+    method = make_method()  # the augmentation's side is 12
+    method.resolution = lambda step: 8 if step < 3 else 12
+    spy = FakeDDP(method.net)
+    method.wrap_trainable(lambda m: spy)
+    x = images()
+    torch.manual_seed(7)
+    small = method.training_step(x, step=0)
+    torch.manual_seed(7)
+    full = method.training_step(x, step=3)
+    shrunk, whole = spy.inputs
+    assert shrunk.shape == (2 * x.shape[0], 3, 8, 8) and whole.shape[-2:] == (12, 12)
+    # The same draws (same seed), resized once: bilinear with antialiasing, as documented.
+    expected = torch.nn.functional.interpolate(
+        whole, size=(8, 8), mode="bilinear", align_corners=False, antialias=True
+    )
+    assert torch.equal(shrunk, expected)
+    assert float(shrunk.min()) >= 0.0 and float(shrunk.max()) <= 1.0
+    assert small.logs["resolution"] == 8.0 and full.logs["resolution"] == 12.0
+    assert "resolution" not in make_method().training_step(x, step=0).logs

@@ -18,10 +18,10 @@ from selfsup.build.common import (
     trainer_settings,
     warmup_steps,
 )
-from selfsup.config import to_dict
+from selfsup.config import ConfigError, to_dict
 from selfsup.data.augment import build_augmentation, simclr_augmentation
 from selfsup.engine.protocol import PeriodicCallback
-from selfsup.engine.schedules import scale_learning_rate, warmup_cosine
+from selfsup.engine.schedules import ramp_size, scale_learning_rate, warmup_cosine
 from selfsup.engine.trainer import Trainer
 from selfsup.methods.simclr import SimCLR
 from selfsup.models import create_model, projection_head
@@ -48,8 +48,9 @@ def encoder_spec(cfg: SimCLRConfig) -> dict[str, Any]:
     return {"name": m.encoder, "kwargs": kwargs}
 
 
-def build_simclr(cfg: SimCLRConfig) -> SimCLR:
-    """SimCLR from its config: encoder, head, augmentation, temperature."""
+def build_simclr(cfg: SimCLRConfig, total_steps: int | None = None) -> SimCLR:
+    """SimCLR from its config: encoder, head, augmentation, temperature and, given the
+    run's ``total_steps``, the progressive-resizing schedule of ``augment.start_size``."""
     spec = encoder_spec(cfg)
     encoder = create_model(spec["name"], **spec["kwargs"])
     if getattr(encoder, "token_output", False):  # a ViT: h = the average patch token
@@ -77,7 +78,29 @@ def build_simclr(cfg: SimCLRConfig) -> SimCLR:
             blur=a.blur,
             crop_scale=(a.crop_scale_min, 1.0),
         )
-    return SimCLR(encoder, head, augment, temperature=cfg.loss.temperature)
+    resolution = None
+    if a.start_size is not None:
+        if isinstance(encoder, TokenPooling):
+            raise ConfigError(
+                f"augment.start_size={a.start_size}: progressive resizing needs a convolutional "
+                f"encoder; {cfg.model.encoder} has position embeddings for {a.size} px only. "
+                "Remove augment.start_size."
+            )
+        resolution = partial(
+            ramp_size,
+            total_steps=total_steps or 1,
+            start_size=a.start_size,
+            end_size=a.size,
+            ramp=a.size_ramp,
+            multiple=a.size_multiple,
+        )
+        try:
+            resolution(0)  # bad sizes or ramp: an error now, not at the first step
+        except ValueError as e:
+            raise ConfigError(f"augment.start_size / size_ramp / size_multiple: {e}") from e
+        if total_steps is None:  # built for evaluation, not for a run
+            resolution = None
+    return SimCLR(encoder, head, augment, temperature=cfg.loss.temperature, resolution=resolution)
 
 
 def pretrain_simclr(
@@ -109,12 +132,12 @@ def simclr_trainer(
         why="NT-Xent needs at least 2 images per batch (each view is contrasted with the "
         "other images); use train.batch_size=256 or so",
     )
-    torch.manual_seed(cfg.train.seed)
-    method = build_simclr(cfg)
     o, t = cfg.optim, cfg.train
     steps_per_epoch = len(images) // t.batch_size
     if total_steps is None:
         total_steps = max(1, math.ceil(t.epochs * steps_per_epoch))
+    torch.manual_seed(cfg.train.seed)
+    method = build_simclr(cfg, total_steps)
     warmup = warmup_steps(o.warmup_epochs, t.epochs, steps_per_epoch, total_steps)
     lr = scale_learning_rate(o.lr, t.batch_size, o.lr_scaling)
     optimizer_factory = partial(

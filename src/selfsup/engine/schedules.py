@@ -74,6 +74,44 @@ def cosine_schedule(step: int, *, total_steps: int, start: float, end: float) ->
     return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
+def ramp_size(
+    step: int,
+    *,
+    total_steps: int,
+    start_size: int,
+    end_size: int,
+    ramp: tuple[float, float],
+    multiple: int = 1,
+) -> int:
+    """Progressive resizing: the training side (pixels) at ``step``.
+
+    ``start_size`` until ``ramp[0] x total_steps``, then linear up to ``end_size`` at
+    ``ramp[1] x total_steps``, held afterwards; in between, rounded down to a multiple of
+    ``multiple`` (never below ``start_size``), so that only a few sizes occur. FFCV's
+    ImageNet ResNet recipes train this way (low resolution early, cheap; full resolution at
+    the end, so that batch-norm statistics and filters match the evaluation resolution), and
+    a train resolution below the test resolution is no handicap (Touvron et al., NeurIPS
+    2019, "Fixing the train-test resolution discrepancy").
+    """
+    _check_step(step, total_steps)
+    if not 1 <= start_size <= end_size:
+        raise ValueError(
+            f"sizes must satisfy 1 <= start_size <= end_size; got {start_size}, {end_size}."
+        )
+    lo, hi = ramp
+    if not 0.0 <= lo <= hi <= 1.0:
+        raise ValueError(f"ramp must satisfy 0 <= start <= end <= 1; got {ramp}.")
+    if multiple < 1:
+        raise ValueError(f"multiple must be >= 1; got {multiple}.")
+    t = step / total_steps
+    if t >= hi:
+        return end_size
+    if t <= lo:
+        return start_size
+    side = start_size + (end_size - start_size) * (t - lo) / (hi - lo)
+    return max(start_size, int(side) // multiple * multiple)
+
+
 def scale_learning_rate(base_lr: float, batch_size: int, rule: LRScaling | str) -> float:
     """The learning rate for a (global) batch size under a scaling rule.
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from selfsup.engine.protocol import StepResult
@@ -39,6 +40,11 @@ class SimCLR(nn.Module):
             Called twice per step, so every random parameter is drawn per image and per
             view (SPEC: "not once per batch").
         temperature: NT-Xent temperature tau.
+        resolution: progressive resizing (not in the paper): the training side as a pure
+            function of the 0-based step (``selfsup.engine.schedules.ramp_size``). Where it
+            differs from the augmentation's output side, both views are resized to it
+            (bilinear, antialiased) before the encoder, which must then accept any input size (a
+            ResNet: global average pooling). ``None``: the augmentation's side throughout.
     """
 
     def __init__(
@@ -47,6 +53,8 @@ class SimCLR(nn.Module):
         head: nn.Module,
         augment: Callable[[torch.Tensor], torch.Tensor],
         temperature: float = 0.5,
+        *,
+        resolution: Callable[[int], int] | None = None,
     ) -> None:
         super().__init__()
         if temperature <= 0:
@@ -54,6 +62,7 @@ class SimCLR(nn.Module):
         self.net = EncoderWithHead(encoder, head)
         self.augment = augment
         self.temperature = temperature
+        self.resolution = resolution
         # The DDP-wrapped net lives outside the registered submodules so that
         # state_dict() keys do not change with wrapping.
         self._train_net: list[nn.Module] = [self.net]
@@ -78,9 +87,19 @@ class SimCLR(nn.Module):
         """
         b = images.shape[0]
         views = torch.cat([self.augment(images), self.augment(images)], dim=0)
+        logs: dict[str, torch.Tensor | float] = {}
+        if self.resolution is not None:
+            side = self.resolution(step)
+            if side != views.shape[-1]:
+                # Resampling the crop once more costs little next to the encoder; bilinear
+                # weights are non-negative, so the views stay in [0, 1].
+                views = F.interpolate(
+                    views, size=(side, side), mode="bilinear", align_corners=False, antialias=True
+                )
+            logs["resolution"] = float(side)
         z = self._train_net[0](views)
         loss = nt_xent(z[:b], z[b:], temperature=self.temperature)
-        return StepResult(loss=loss, logs={})
+        return StepResult(loss=loss, logs=logs)
 
     def after_optimizer_step(self, step: int) -> None:
         """SimCLR has no momentum encoder: nothing to do."""

@@ -33,6 +33,13 @@ class AugmentSection:
     strength: float | None = option(None, "colour strength s; None: the preset's")
     blur: bool | None = option(None, "None: the preset's")
     crop_scale_min: float = option(0.08, "lower bound of the crop's area fraction")
+    start_size: int | None = option(
+        None, "progressive resizing (ResNets): first training side; None: size throughout"
+    )
+    size_ramp: tuple[float, float] = option(
+        (0.5, 0.85), "progressive resizing: fractions of the run where the side grows to size"
+    )
+    size_multiple: int = option(4, "progressive resizing: sides rounded down to a multiple")
 
 
 @dataclass(frozen=True)
