@@ -14,6 +14,7 @@ import torch
 from test_cli import assert_user_error, make_dataset, overrides, run
 
 from selfsup.config import ConfigError, load_config
+from selfsup.engine.schedules import ramp_size
 from selfsup.recipes import SimCLRConfig
 from selfsup.study.arms import ARMS, parse_sweep, split_values
 from selfsup.study.claims import study_claims
@@ -25,6 +26,7 @@ from selfsup.study.timing import (
     set_run_length,
     steady_step_seconds,
     steps_for_budget,
+    steps_for_sides,
 )
 
 
@@ -336,3 +338,18 @@ def test_an_interrupted_run_resumes_with_its_plan_and_wall_time(tmp_path: Path) 
     assert logged and second["wall_s"] >= max(logged.values())  # earlier segments count
     # A finished run is read back, not trained again.
     assert train_run("simclr", to_dict(cfg), run_dir, snapshots=2, **kw) == second
+
+
+def test_run_length_with_step_costs_that_depend_on_the_side() -> None:
+    # Constant cost: the same as steps_for_budget ((110 - 10) / 0.5 = 200).
+    assert steps_for_sides(110.0, {32: 0.5}, lambda i, n: 32, fixed_s=10.0) == 200
+
+    # A jump from 24 px (0.25 s) to 32 px (0.5 s) half-way: cost(n) = 0.375 n for even n, so
+    # 75 s hold 200 steps; 201 steps would take 101 x 0.25 + 100 x 0.5 = 75.25 s.
+    def jump(i: int, n: int) -> int:
+        return ramp_size(i, total_steps=n, start_size=24, end_size=32, ramp=(0.5, 0.5))
+
+    assert steps_for_sides(75.0, {24: 0.25, 32: 0.5}, jump) == 200
+    assert steps_for_sides(0.1, {24: 0.25, 32: 0.5}, jump) == 1  # never zero steps
+    with pytest.raises(ValueError, match="> 0"):
+        steps_for_sides(10.0, {32: 0.0}, lambda i, n: 32)

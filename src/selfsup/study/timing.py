@@ -173,6 +173,34 @@ def steps_for_budget(budget_s: float, calibration: Calibration) -> int:
     return max(1, math.floor(usable / calibration.seconds_per_step))
 
 
+def steps_for_sides(
+    budget_s: float,
+    seconds_per_side: dict[int, float],
+    side_at: Callable[[int, int], int],
+    fixed_s: float = 0.0,
+) -> int:
+    """Steps that fill ``budget_s`` when step costs depend on the training side (>= 1).
+
+    Progressive resizing makes a step's cost a function of its side, and the side of step
+    ``i`` a function of the run length ``n`` (the ramp spans fixed fractions of the run):
+    ``side_at(i, n)``. ``seconds_per_side`` holds each side's calibrated seconds per step.
+    Returns the largest ``n`` with ``fixed_s + sum(seconds_per_side[side_at(i, n)] for i <
+    n) <= budget_s`` (bisection: the cost grows with ``n``, up to rounding of the sides).
+    """
+
+    def cost(n: int) -> float:
+        return fixed_s + sum(seconds_per_side[side_at(i, n)] for i in range(n))
+
+    fastest = min(seconds_per_side.values())
+    if fastest <= 0:
+        raise ValueError(f"seconds per step must be > 0; got {seconds_per_side}.")
+    lo, hi = 1, max(1, math.floor((budget_s - fixed_s) / fastest)) + 1
+    while hi - lo > 1:  # invariant: cost(lo) fits (or lo == 1), cost(hi) does not
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if cost(mid) <= budget_s else (lo, mid)
+    return lo
+
+
 def fit_to_budget(cfg: Config, n_images: int, budget_s: float, calibration: Calibration) -> Config:
     """``cfg`` with the run length that fills ``budget_s`` at the calibrated speed."""
     return set_run_length(cfg, n_images, steps_for_budget(budget_s, calibration))
