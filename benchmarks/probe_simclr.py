@@ -25,7 +25,6 @@ import argparse
 import sys
 import tempfile
 import time
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402 - the benchmarks' shared module, beside this script
 
-from selfsup.build import load_split, pretrain_simclr  # noqa: E402
+from selfsup.build import load_split, pretrain_simclr, side_schedule  # noqa: E402
 from selfsup.config import apply_overrides, load_config  # noqa: E402
 from selfsup.engine.runtime import select_device  # noqa: E402
-from selfsup.engine.schedules import ramp_size  # noqa: E402
+from selfsup.engine.schedules import ramp_sides  # noqa: E402
 from selfsup.evaluation import encoder_from_checkpoint, evaluate  # noqa: E402
 from selfsup.recipes import SimCLRConfig  # noqa: E402
 from selfsup.study import timing  # noqa: E402
@@ -76,36 +75,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def side_schedule(cfg: SimCLRConfig) -> Any:
-    """side_at(i, n): the training side of step i in an n-step run (the run's own ramp)."""
-    a = cfg.augment
-    if a.start_size is None:
-        return lambda i, n: a.size
-    return lambda i, n: ramp_size(
-        i,
-        total_steps=n,
-        start_size=a.start_size,
-        end_size=a.size,
-        ramp=a.size_ramp,
-        multiple=a.size_multiple,
-    )
-
-
 def calibrate_steps(
     cfg: SimCLRConfig, images: torch.Tensor, minutes: float, steps: int, device: torch.device
 ) -> tuple[int, dict[int, float]]:
     """Run length that fills ``minutes`` here, and the seconds per step of each side."""
-    side_at = side_schedule(cfg)
     a = cfg.augment
+    side_at = side_schedule(cfg) or (lambda i, n: a.size)
     start = a.size if a.start_size is None else a.start_size
-    # Every side ramp_size can return: the start, the multiples in between, the end.
-    sides = sorted(
-        {start, a.size, *range(start - start % a.size_multiple, a.size, a.size_multiple)}
-    )
-    sides = [side for side in sides if start <= side <= a.size]
     seconds: dict[int, float] = {}
     fixed = 0.0
-    for side in sides:
+    for side in ramp_sides(start, a.size, a.size_multiple):
         # The whole calibration at one side: a ramp that starts after the last step.
         at = apply_overrides(cfg, [f"augment.start_size={side}", "augment.size_ramp=[1.0,1.0]"])
         cal = timing.calibrate(at, images, warmup=3, steps=steps, device=device)
@@ -129,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = {k: v for k, v in vars(args).items() if k not in ("json", "device")}
         common.print_header(f"SimCLR probe, {cfg.data.dataset}", info, settings)
         d = cfg.data
-        images = load_split(d, d.train_split, labelled=False).images  # fills the decode cache
+        train = load_split(d, d.train_split, labelled=True)  # fills the decode cache
+        images = train.images
         row: dict[str, Any] = {}
         steps = args.steps
         if args.minutes is not None:
@@ -150,24 +130,22 @@ def main(argv: list[str] | None = None) -> int:
             row.update(wall_s=time.perf_counter() - start, final_loss=outcome.summary.final_loss)
             torch.set_num_threads(threads)  # the recipe may set its own; restore for eval
             encoder, meta = encoder_from_checkpoint(outcome.checkpoint)
-            train = load_split(d, d.train_split, labelled=True)
-            test = load_split(d, d.test_split, labelled=True)
-            if args.knn_train:
-                train = subset(train, args.knn_train, 0)
-            if args.knn_test:
-                test = subset(test, args.knn_test, 1)
-            protocols = ("knn", "linear") if args.linear_epochs > 0 else ("knn",)
-            run_eval = partial(
-                evaluate,
-                image_size=meta.get("image_size"),
-                protocols=protocols,
-                k=args.k,
-                temperature=args.temperature,
-                linear_epochs=max(1, args.linear_epochs),
-                batch_size=args.eval_batch_size,
-                device=str(device),
+            train = subset(train, args.knn_train, 0)  # None: the whole split
+            test = subset(load_split(d, d.test_split, labelled=True), args.knn_test, 1)
+            row.update(
+                evaluate(
+                    encoder.to(device),
+                    train,
+                    test,
+                    image_size=meta.get("image_size"),
+                    protocols=("knn", "linear") if args.linear_epochs > 0 else ("knn",),
+                    k=args.k,
+                    temperature=args.temperature,
+                    linear_epochs=args.linear_epochs,
+                    batch_size=args.eval_batch_size,
+                    device=str(device),
+                )
             )
-            row.update(run_eval(encoder.to(device), train, test))
             line = f"kNN top-1 {row['knn_top1']:.2f}"
             if "linear_top1" in row:
                 line += f"   linear top-1 {row['linear_top1']:.2f}"

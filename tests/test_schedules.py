@@ -11,6 +11,7 @@ import torch
 from selfsup.engine.schedules import (
     cosine_schedule,
     linear_schedule,
+    ramp_sides,
     ramp_size,
     scale_learning_rate,
     warmup_cosine,
@@ -170,3 +171,26 @@ def test_ramp_size_rejects_bad_arguments(kwargs: dict[str, object], match: str) 
     }
     with pytest.raises(ValueError, match=match):
         ramp_size(0, **args)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "multiple", "sides"),
+    [
+        (16, 32, 4, [16, 20, 24, 28, 32]),
+        (18, 32, 8, [18, 24, 32]),
+        (24, 32, 16, [24, 32]),
+        (32, 32, 4, [32]),
+        (21, 23, 1, [21, 22, 23]),
+    ],
+)
+def test_ramp_sides_lists_every_side_the_ramp_visits(
+    start: int, end: int, multiple: int, sides: list[int]
+) -> None:
+    assert ramp_sides(start, end, multiple) == sides
+    visited = {
+        ramp_size(
+            s, total_steps=1000, start_size=start, end_size=end, ramp=(0.2, 0.9), multiple=multiple
+        )
+        for s in range(1001)
+    }
+    assert visited == set(sides)

@@ -5,7 +5,13 @@ Only the CLI and the benchmarks call these; the library's classes take explicit 
 
 from selfsup.build.common import PretrainOutcome, check_run_dir, load_split
 from selfsup.build.ijepa import build_ijepa, ijepa_trainer, pretrain_ijepa
-from selfsup.build.simclr import build_simclr, encoder_spec, pretrain_simclr, simclr_trainer
+from selfsup.build.simclr import (
+    build_simclr,
+    encoder_spec,
+    pretrain_simclr,
+    side_schedule,
+    simclr_trainer,
+)
 
 __all__ = [
     "PretrainOutcome",
@@ -17,5 +23,6 @@ __all__ = [
     "load_split",
     "pretrain_ijepa",
     "pretrain_simclr",
+    "side_schedule",
     "simclr_trainer",
 ]

@@ -48,6 +48,31 @@ def encoder_spec(cfg: SimCLRConfig) -> dict[str, Any]:
     return {"name": m.encoder, "kwargs": kwargs}
 
 
+def side_schedule(cfg: SimCLRConfig) -> Callable[..., int] | None:
+    """Progressive resizing of ``augment.start_size`` as ``side_at(step, total_steps)``
+    (``ramp_size`` with the config's sizes and ramp), checked now; ``None`` when it is off."""
+    a = cfg.augment
+    start = a.start_size
+    if start is None:
+        return None
+
+    def side_at(step: int, total_steps: int) -> int:
+        return ramp_size(
+            step,
+            total_steps=total_steps,
+            start_size=start,
+            end_size=a.size,
+            ramp=a.size_ramp,
+            multiple=a.size_multiple,
+        )
+
+    try:
+        side_at(0, 1)  # bad sizes or ramp: an error now, not at the first step
+    except ValueError as e:
+        raise ConfigError(f"augment.start_size / size_ramp / size_multiple: {e}") from e
+    return side_at
+
+
 def build_simclr(cfg: SimCLRConfig, total_steps: int | None = None) -> SimCLR:
     """SimCLR from its config: encoder, head, augmentation, temperature and, given the
     run's ``total_steps``, the progressive-resizing schedule of ``augment.start_size``."""
@@ -78,28 +103,17 @@ def build_simclr(cfg: SimCLRConfig, total_steps: int | None = None) -> SimCLR:
             blur=a.blur,
             crop_scale=(a.crop_scale_min, 1.0),
         )
-    resolution = None
-    if a.start_size is not None:
-        if isinstance(encoder, TokenPooling):
-            raise ConfigError(
-                f"augment.start_size={a.start_size}: progressive resizing needs a convolutional "
-                f"encoder; {cfg.model.encoder} has position embeddings for {a.size} px only. "
-                "Remove augment.start_size."
-            )
-        resolution = partial(
-            ramp_size,
-            total_steps=total_steps or 1,
-            start_size=a.start_size,
-            end_size=a.size,
-            ramp=a.size_ramp,
-            multiple=a.size_multiple,
+    side_at = side_schedule(cfg)
+    if side_at is not None and isinstance(encoder, TokenPooling):
+        raise ConfigError(
+            f"augment.start_size={a.start_size}: progressive resizing needs a convolutional "
+            f"encoder; {cfg.model.encoder} has position embeddings for {a.size} px only. "
+            "Remove augment.start_size."
         )
-        try:
-            resolution(0)  # bad sizes or ramp: an error now, not at the first step
-        except ValueError as e:
-            raise ConfigError(f"augment.start_size / size_ramp / size_multiple: {e}") from e
-        if total_steps is None:  # built for evaluation, not for a run
-            resolution = None
+    # Built for evaluation (no run length), the method needs no schedule.
+    resolution = None
+    if side_at is not None and total_steps is not None:
+        resolution = partial(side_at, total_steps=total_steps)
     return SimCLR(encoder, head, augment, temperature=cfg.loss.temperature, resolution=resolution)
 
 

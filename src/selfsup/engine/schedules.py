@@ -112,6 +112,13 @@ def ramp_size(
     return max(start_size, int(side) // multiple * multiple)
 
 
+def ramp_sides(start_size: int, end_size: int, multiple: int = 1) -> list[int]:
+    """Every side :func:`ramp_size` can return for these arguments, ascending: the start,
+    the multiples of ``multiple`` between start and end, the end (what a budget calibrates)."""
+    inner = range(start_size - start_size % multiple + multiple, end_size, multiple)
+    return sorted({start_size, *inner, end_size})
+
+
 def scale_learning_rate(base_lr: float, batch_size: int, rule: LRScaling | str) -> float:
     """The learning rate for a (global) batch size under a scaling rule.
 
