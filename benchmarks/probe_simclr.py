@@ -7,12 +7,13 @@ result does not depend on what else the machine runs afterwards. Calibrate on an
 machine with the threads the budget is meant for (``--threads 2`` on 2 cores); the training
 may then share the machine (``--steps N`` from an earlier calibration, ``--train-threads 1``).
 
-With progressive resizing (``augment.start_size``), a step's cost depends on its side: every
-side the schedule visits is calibrated (20 steps each, the whole calibration at that side),
-and ``selfsup.study.timing.steps_for_sides`` finds the run length whose summed step costs
-fill the budget. Evaluation: weighted cosine kNN (k = 200, T = 0.1) of h on the full
-CIFAR-10 train split as bank and test split as queries (or seeded subsets), and optionally
-a linear probe. Usage (repository root)::
+With progressive resizing (``augment.start_size``), a step's cost depends on its side:
+``selfsup.study.timing.calibrate_run`` (as in ``selfsup study``) calibrates every side the
+schedule visits (20 steps each, the whole calibration at that side), and
+``timing.run_steps`` finds the run length whose summed step costs fill the budget.
+Evaluation: weighted cosine kNN (k = 200, T = 0.1) of h on the full CIFAR-10 train split as
+bank and test split as queries (or seeded subsets), and optionally a linear probe.
+Usage (repository root)::
 
     python benchmarks/probe_simclr.py --minutes 10 --threads 2 --calibrate-only
     python benchmarks/probe_simclr.py --steps 2200 --train-threads 1 augment.start_size=24
@@ -34,10 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402 - the benchmarks' shared module, beside this script
 
-from selfsup.build import load_split, pretrain_simclr, side_schedule  # noqa: E402
+from selfsup.build import load_split, pretrain_simclr  # noqa: E402
 from selfsup.config import apply_overrides, load_config  # noqa: E402
 from selfsup.engine.runtime import select_device  # noqa: E402
-from selfsup.engine.schedules import ramp_sides  # noqa: E402
 from selfsup.evaluation import encoder_from_checkpoint, evaluate  # noqa: E402
 from selfsup.recipes import SimCLRConfig  # noqa: E402
 from selfsup.study import timing  # noqa: E402
@@ -75,24 +75,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def calibrate_steps(
-    cfg: SimCLRConfig, images: torch.Tensor, minutes: float, steps: int, device: torch.device
-) -> tuple[int, dict[int, float]]:
-    """Run length that fills ``minutes`` here, and the seconds per step of each side."""
-    a = cfg.augment
-    side_at = side_schedule(cfg) or (lambda i, n: a.size)
-    start = a.size if a.start_size is None else a.start_size
-    seconds: dict[int, float] = {}
-    fixed = 0.0
-    for side in ramp_sides(start, a.size, a.size_multiple):
-        # The whole calibration at one side: a ramp that starts after the last step.
-        at = apply_overrides(cfg, [f"augment.start_size={side}", "augment.size_ramp=[1.0,1.0]"])
-        cal = timing.calibrate(at, images, warmup=3, steps=steps, device=device)
-        seconds[side], fixed = cal.seconds_per_step, max(fixed, cal.fixed_s)
-        print(f"  side {side:3d} px: {cal.seconds_per_step:.4f} s/step", flush=True)
-    return timing.steps_for_sides(60 * minutes, seconds, side_at, fixed), seconds
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     device = select_device(args.device)
@@ -115,9 +97,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.minutes is not None:
             print(f"calibrating ({args.calibration_steps} steps per side) ...", flush=True)
             calib = apply_overrides(cfg, [f"train.num_threads={torch.get_num_threads()}"])
-            steps, seconds = calibrate_steps(
-                calib, images, args.minutes, args.calibration_steps, device
+            cal = timing.calibrate_run(
+                calib, images, warmup=3, steps=args.calibration_steps, device=device
             )
+            seconds = cal.seconds_per_side or {cfg.augment.size: cal.seconds_per_step}
+            for side, s in seconds.items():
+                print(f"  side {side:3d} px: {s:.4f} s/step", flush=True)
+            steps = timing.run_steps(60 * args.minutes, calib, cal)
             row["seconds_per_step"] = {str(k): v for k, v in seconds.items()}
             print(f"{args.minutes} minutes here: {steps} steps of {cfg.train.batch_size}")
         row["steps"] = steps

@@ -353,3 +353,44 @@ def test_run_length_with_step_costs_that_depend_on_the_side() -> None:
     assert steps_for_sides(0.1, {24: 0.25, 32: 0.5}, jump) == 1  # never zero steps
     with pytest.raises(ValueError, match="> 0"):
         steps_for_sides(10.0, {32: 0.0}, lambda i, n: 32)
+
+
+def test_a_ramped_recipe_is_calibrated_side_by_side(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Progressive resizing: each side the ramp visits gets its own whole calibration, and
+    the run length sums the per-step costs of the sides the run will take."""
+    import selfsup.study.timing as timing
+
+    cost = {24: 0.25, 28: 0.35, 32: 0.5}
+    seen: list[tuple[int | None, tuple[float, float]]] = []
+
+    def fake_calibrate(cfg: Any, images: Any, **kw: Any) -> Calibration:
+        a = cfg.augment
+        seen.append((a.start_size, tuple(a.size_ramp)))
+        side = a.size if a.start_size is None else a.start_size
+        return Calibration(
+            steps=kw["steps"],
+            seconds_per_step=cost[side],
+            fixed_s=side / 4,
+            batch_size=cfg.train.batch_size,
+        )
+
+    monkeypatch.setattr(timing, "calibrate", fake_calibrate)
+    kw: dict[str, Any] = {"warmup": 2, "steps": 5, "device": torch.device("cpu")}
+    ramped = load_config(SimCLRConfig, None, ["augment.start_size=24"])
+    cal = timing.calibrate_run(ramped, torch.zeros(1), **kw)
+    assert seen == [(24, (1.0, 1.0)), (28, (1.0, 1.0)), (32, (1.0, 1.0))]
+    assert cal.seconds_per_side == cost and cal.seconds_per_step == 0.5 and cal.fixed_s == 8.0
+
+    def side_at(i: int, n: int) -> int:
+        return ramp_size(i, total_steps=n, start_size=24, end_size=32, ramp=(0.5, 0.85), multiple=4)
+
+    steps = timing.run_steps(600.0, ramped, cal)
+    assert steps == steps_for_sides(600.0, cost, side_at, fixed_s=8.0)
+    assert 592 / 0.5 < steps < 592 / 0.25  # between all-32 px and all-24 px runs
+    # Without a ramp: one calibration at full size, as before.
+    seen.clear()
+    plain = timing.calibrate_run(load_config(SimCLRConfig, None, []), torch.zeros(1), **kw)
+    assert seen == [(None, (0.5, 0.85))] and not plain.seconds_per_side
+    assert timing.run_steps(600.0, ramped, plain) == steps_for_budget(600.0, plain)
+    with pytest.raises(ValueError, match="start_size"):
+        timing.run_steps(600.0, load_config(SimCLRConfig, None, []), cal)

@@ -16,7 +16,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 import torch
@@ -92,6 +92,9 @@ class Calibration:
     seconds_per_step: float
     fixed_s: float
     batch_size: int
+    # Progressive resizing (SimCLR's augment.start_size): each side's seconds per step;
+    # seconds_per_step is then the full side's. Empty when every step has the same size.
+    seconds_per_side: dict[int, float] = field(default_factory=dict)
 
     @property
     def images_per_s(self) -> float:
@@ -148,6 +151,52 @@ def calibrate(
         fixed_s=max(0.0, wall - marks[-1] * per_step),
         batch_size=cfg.train.batch_size,
     )
+
+
+def calibrate_run(
+    cfg: Config, images: torch.Tensor, *, warmup: int, steps: int, device: torch.device
+) -> Calibration:
+    """:func:`calibrate` for any recipe: with progressive resizing (SimCLR's
+    ``augment.start_size``) a step's cost depends on its side, so every side the ramp visits
+    is calibrated on its own (the whole calibration at that side) and the result holds
+    ``seconds_per_side``; :func:`run_steps` then sums the run's per-step costs. Timing one
+    short run through the ramp instead would mix the sides in the wrong proportions (its
+    warm-up steps are all at the start side) and drop the slow full-size steps as outliers.
+    """
+    from selfsup.build import side_schedule
+    from selfsup.engine.schedules import ramp_sides
+
+    if not isinstance(cfg, SimCLRConfig) or side_schedule(cfg) is None:
+        return calibrate(cfg, images, warmup=warmup, steps=steps, device=device)
+    a = cfg.augment
+    assert a.start_size is not None  # side_schedule is None without it
+    seconds: dict[int, float] = {}
+    fixed = 0.0
+    for side in ramp_sides(a.start_size, a.size, a.size_multiple):
+        # A ramp that never starts: every calibration step at this side.
+        at = apply_overrides(cfg, [f"augment.start_size={side}", "augment.size_ramp=[1.0,1.0]"])
+        cal = calibrate(at, images, warmup=warmup, steps=steps, device=device)
+        seconds[side], fixed = cal.seconds_per_step, max(fixed, cal.fixed_s)
+    return Calibration(
+        steps=steps,
+        seconds_per_step=seconds[a.size],
+        fixed_s=fixed,
+        batch_size=cfg.train.batch_size,
+        seconds_per_side=seconds,
+    )
+
+
+def run_steps(budget_s: float, cfg: Config, calibration: Calibration) -> int:
+    """Steps of ``cfg`` that fill ``budget_s`` at the calibrated speed (>= 1): per side
+    (:func:`steps_for_sides`) when the calibration has sides, else :func:`steps_for_budget`."""
+    if not calibration.seconds_per_side:
+        return steps_for_budget(budget_s, calibration)
+    from selfsup.build import side_schedule
+
+    side_at = side_schedule(cfg) if isinstance(cfg, SimCLRConfig) else None
+    if side_at is None:
+        raise ValueError("a calibration per side needs a recipe with augment.start_size.")
+    return steps_for_sides(budget_s, calibration.seconds_per_side, side_at, calibration.fixed_s)
 
 
 def set_run_length(cfg: Config, n_images: int, steps: int) -> Config:

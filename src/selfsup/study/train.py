@@ -30,9 +30,9 @@ from selfsup.engine.protocol import Method
 from selfsup.study.arms import SCHEMAS
 from selfsup.study.timing import (
     Calibration,
-    calibrate,
+    calibrate_run,
+    run_steps,
     set_run_length,
-    steps_for_budget,
     synchronize,
 )
 
@@ -125,14 +125,14 @@ def _train(request: dict[str, Any]) -> dict[str, Any]:
         cfg = from_dict(SCHEMAS[method], plan["config"])
     else:
         images = load_split(cfg.data, cfg.data.train_split, labelled=False).images
-        cal = calibrate(
+        cal = calibrate_run(
             cfg,
             images,
             warmup=request["calibrate_warmup"],
             steps=request["calibrate_steps"],
             device=device,
         )
-        steps = steps_for_budget(request["budget_s"], cal)
+        steps = run_steps(request["budget_s"], cfg, cal)
         cfg = set_run_length(cfg, len(images), steps)
         plan = {
             "calibration": cal.__dict__ | {"images_per_s": cal.images_per_s},
