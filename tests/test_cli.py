@@ -171,6 +171,32 @@ def test_eval_knn_and_linear_on_the_checkpoint(trained: tuple[Path, str]) -> Non
     assert result["linear_top5"] == 100.0  # two classes
 
 
+def test_eval_image_size_sets_the_test_resolution(
+    trained: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--image-size resizes what the encoder sees; without it, the training size (32)."""
+    import selfsup.evaluation as evaluation
+
+    seen: list[tuple[int, int]] = []
+    rebuild = evaluation.encoder_from_checkpoint
+
+    def recording(*args: Any, **kwargs: Any) -> tuple[torch.nn.Module, dict[str, Any]]:
+        encoder, meta = rebuild(*args, **kwargs)
+        encoder.register_forward_pre_hook(lambda _m, inp: seen.append(tuple(inp[0].shape[-2:])))
+        return encoder, meta
+
+    monkeypatch.setattr(evaluation, "encoder_from_checkpoint", recording)
+    ckpt = trained[0] / "last.pt"
+    base = ("eval", "knn", "--checkpoint", ckpt, "--k", 5, "--device", "cpu", "--json")
+    for extra, side in (((), 32), (("--image-size", 40), 40)):
+        seen.clear()
+        code, text, err = run(*base, *extra)
+        assert code == 0, err
+        assert seen and set(seen) == {(side, side)}
+        assert math.isfinite(json.loads(text)["knn_top1"])
+    assert_user_error(run(*base, "--image-size", 0), "--image-size", "positive")
+
+
 def test_eval_finetune_writes_result_and_subset_beside_each_other(
     trained: tuple[Path, str], tmp_path: Path
 ) -> None:

@@ -99,6 +99,14 @@ def test_eval_reads_ijepa_checkpoints(trained: tuple[Path, str]) -> None:
     assert round(json.loads(text)["knn_top1"], 2) == top1_line(out, "knn")
 
 
+def test_eval_image_size_other_than_a_vits_own_is_an_error(trained: tuple[Path, str]) -> None:
+    ckpt = trained[0] / "last.pt"
+    base = ("eval", "knn", "--checkpoint", ckpt, "--k", 5, "--device", "cpu")
+    assert_user_error(run(*base, "--image-size", 40), "--image-size 40", "32 px", "pass 32")
+    code, _, err = run(*base, "--image-size", 32)
+    assert code == 0, err
+
+
 def test_encoder_from_checkpoint_picks_the_context_encoder_by_prefix(
     trained: tuple[Path, str],
 ) -> None:

@@ -81,6 +81,13 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--test-split", default="test", help="split to report on")
     ev.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     ev.add_argument("--batch-size", type=int, default=512, help="feature extraction batch")
+    ev.add_argument(
+        "--image-size",
+        type=int,
+        help="test resolution: every image is resized (bilinear, antialiased) to this side "
+        "before the encoder; default: the checkpoint's training size. Larger than the "
+        "training crops can help a ResNet (FixRes; README); a ViT accepts only its own size",
+    )
     ev.add_argument("--k", type=int, default=200, help="kNN neighbours")
     ev.add_argument("--temperature", type=float, default=0.1, help="kNN temperature")
     ev.add_argument(
@@ -177,6 +184,26 @@ def checkpoint_data(
     return apply_overrides(from_dict(SimCLRConfig, {"data": section}), overrides).data
 
 
+def _test_resolution(requested: int | None, encoder: Any, meta: dict[str, Any]) -> int | None:
+    """The side images are resized to before the encoder: ``requested`` when given, else
+    the checkpoint's training size. A ViT's fixed position embeddings hold one grid only,
+    so it accepts its own size alone; any encoder needs a positive side."""
+    trained = meta.get("image_size")
+    if requested is None:
+        return trained
+    if requested < 1:
+        raise ConfigError(f"--image-size must be a positive number of pixels, got {requested}.")
+    inner = getattr(encoder, "encoder", encoder)  # TokenPooling wraps a ViT
+    fixed = getattr(inner, "img_size", None)
+    if fixed is not None and requested != fixed:
+        raise ConfigError(
+            f"--image-size {requested}: this checkpoint's encoder ({meta['encoder']['name']}) "
+            f"has position embeddings for {fixed} px images only; leave --image-size out "
+            f"or pass {fixed}."
+        )
+    return requested
+
+
 def _eval(args: argparse.Namespace) -> int:
     from selfsup import build, evaluation
     from selfsup.engine.runtime import select_device
@@ -190,6 +217,7 @@ def _eval(args: argparse.Namespace) -> int:
         raise ConfigError(f"--labels applies to finetune only, not to {args.protocol}.")
     budget = LabelBudget.parse(args.labels) if args.labels is not None else None
     encoder, meta = evaluation.encoder_from_checkpoint(args.checkpoint)
+    image_size = _test_resolution(args.image_size, encoder, meta)
     data = checkpoint_data(meta, args.checkpoint, args.data, strict=args.strict)
     train = build.load_split(data, args.train_split, labelled=True)
     test = build.load_split(data, args.test_split, labelled=True)
@@ -206,7 +234,7 @@ def _eval(args: argparse.Namespace) -> int:
             epochs=args.epochs,
             batch_size=args.train_batch_size,
             lr=args.lr,
-            image_size=meta.get("image_size"),
+            image_size=image_size,
             device=select_device(args.device),
         )
         if args.json:
@@ -222,7 +250,7 @@ def _eval(args: argparse.Namespace) -> int:
         encoder,
         train,
         test,
-        image_size=meta.get("image_size"),
+        image_size=image_size,
         protocols=(args.protocol,),
         k=args.k,
         temperature=args.temperature,
