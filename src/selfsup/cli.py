@@ -184,17 +184,16 @@ def checkpoint_data(
     return apply_overrides(from_dict(SimCLRConfig, {"data": section}), overrides).data
 
 
-def _test_resolution(requested: int | None, encoder: Any, meta: dict[str, Any]) -> int | None:
+def _test_resolution(requested: int | None, meta: dict[str, Any]) -> int | None:
     """The side images are resized to before the encoder: ``requested`` when given, else
-    the checkpoint's training size. A ViT's fixed position embeddings hold one grid only,
-    so it accepts its own size alone; any encoder needs a positive side."""
-    trained = meta.get("image_size")
+    the checkpoint's training size. A ViT's fixed position embeddings hold one grid only
+    (its ``img_size``, recorded in the checkpoint's encoder description), so it accepts
+    its own size alone; any encoder needs a positive side."""
     if requested is None:
-        return trained
+        return meta.get("image_size")
     if requested < 1:
         raise ConfigError(f"--image-size must be a positive number of pixels, got {requested}.")
-    inner = getattr(encoder, "encoder", encoder)  # TokenPooling wraps a ViT
-    fixed = getattr(inner, "img_size", None)
+    fixed = meta["encoder"]["kwargs"].get("img_size")
     if fixed is not None and requested != fixed:
         raise ConfigError(
             f"--image-size {requested}: this checkpoint's encoder ({meta['encoder']['name']}) "
@@ -217,7 +216,7 @@ def _eval(args: argparse.Namespace) -> int:
         raise ConfigError(f"--labels applies to finetune only, not to {args.protocol}.")
     budget = LabelBudget.parse(args.labels) if args.labels is not None else None
     encoder, meta = evaluation.encoder_from_checkpoint(args.checkpoint)
-    image_size = _test_resolution(args.image_size, encoder, meta)
+    image_size = _test_resolution(args.image_size, meta)
     data = checkpoint_data(meta, args.checkpoint, args.data, strict=args.strict)
     train = build.load_split(data, args.train_split, labelled=True)
     test = build.load_split(data, args.test_split, labelled=True)
