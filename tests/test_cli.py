@@ -197,6 +197,52 @@ def test_eval_image_size_sets_the_test_resolution(
     assert_user_error(run(*base, "--image-size", 0), "--image-size", "positive")
 
 
+def test_eval_image_size_key_sets_the_test_resolution_of_eval_and_the_monitor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Trained at 24 px with eval.image_size=32: the kNN monitor, --eval and selfsup eval's
+    default all feed the encoder 32 x 32 images; bad sizes fail before training."""
+    import selfsup.eval.monitor as monitor
+    import selfsup.evaluation as evaluation
+
+    monitor_sizes: list[int | None] = []
+    extract = monitor.extract_features
+
+    def recording_extract(*args: Any, **kwargs: Any) -> torch.Tensor:
+        monitor_sizes.append(kwargs.get("image_size"))
+        return extract(*args, **kwargs)
+
+    seen: list[tuple[int, int]] = []
+    rebuild = evaluation.encoder_from_checkpoint
+
+    def recording(*args: Any, **kwargs: Any) -> tuple[torch.nn.Module, dict[str, Any]]:
+        encoder, meta = rebuild(*args, **kwargs)
+        encoder.register_forward_pre_hook(lambda _m, inp: seen.append(tuple(inp[0].shape[-2:])))
+        return encoder, meta
+
+    monkeypatch.setattr(monitor, "extract_features", recording_extract)
+    monkeypatch.setattr(evaluation, "encoder_from_checkpoint", recording)
+    data, run_dir = make_dataset(tmp_path / "data"), tmp_path / "run"
+    keys = overrides(
+        data, run_dir, **{"augment.size": 24, "eval.image_size": 32, "train.knn_every_epochs": 1}
+    )
+    code, out, err = run("pretrain", "simclr", *keys, "--eval")
+    assert code == 0, err
+    assert monitor_sizes and set(monitor_sizes) == {32}
+    assert seen and set(seen) == {(32, 32)}
+    assert load_checkpoint(run_dir / "last.pt")["meta"]["image_size"] == 32
+    seen.clear()
+    code, _, err = run("eval", "knn", "--checkpoint", run_dir / "last.pt", "--k", 5)
+    assert code == 0, err
+    assert seen and set(seen) == {(32, 32)}
+    for bad in (0, -4):
+        result = run(
+            "pretrain", "simclr", *overrides(data, tmp_path / "bad", **{"eval.image_size": bad})
+        )
+        assert_user_error(result, f"eval.image_size must be a positive number of pixels, got {bad}")
+    assert not (tmp_path / "bad" / "last.pt").exists()
+
+
 def test_eval_finetune_writes_result_and_subset_beside_each_other(
     trained: tuple[Path, str], tmp_path: Path
 ) -> None:

@@ -107,6 +107,15 @@ def test_eval_image_size_other_than_a_vits_own_is_an_error(trained: tuple[Path, 
     assert code == 0, err
 
 
+def test_eval_image_size_key_other_than_a_vits_own_fails_before_training(
+    data: Path, tmp_path: Path
+) -> None:
+    keys = ijepa_overrides(data, tmp_path / "run", **{"eval.image_size": 40})
+    err = assert_user_error(run("pretrain", "ijepa", *keys), "eval.image_size=40", "32 px only")
+    assert "set it to 32" in err
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
 def test_encoder_from_checkpoint_picks_the_context_encoder_by_prefix(
     trained: tuple[Path, str],
 ) -> None:
@@ -187,6 +196,10 @@ def test_simclr_trains_a_vit(data: Path, tmp_path: Path) -> None:
     assert meta["encoder"] == {"name": "vit_tiny", "kwargs": {"img_size": 32, "patch_size": 8}}
     assert meta["eval_encoder_prefix"] == "net.encoder.encoder."
     assert top1_line(out, "knn") >= 0
+    # The ViT's grid is fixed: another test resolution fails before training.
+    other = [*args, f"train.run_dir={tmp_path / 'vit40'}", "eval.image_size=40"]
+    assert_user_error(run("pretrain", "simclr", *other), "eval.image_size=40", "32 px only")
+    assert not (tmp_path / "vit40").exists()
 
 
 def test_help_lists_ijepa_keys() -> None:

@@ -182,6 +182,25 @@ def trainer_settings(t: TrainSection, *, per_process: int, total_steps: int) -> 
     )
 
 
+def test_resolution(eval_size: int | None, train_size: int, *, fixed_grid: bool) -> int:
+    """The side test images are resized to (``eval.image_size``, else the training size).
+
+    A convolutional encoder takes any side: training below the test size offsets the larger
+    apparent object size of random-resized crops (FixRes, Touvron et al. 2019). A ViT's fixed
+    position embeddings (``fixed_grid``) hold the training grid only.
+    """
+    if eval_size is None:
+        return train_size
+    if isinstance(eval_size, bool) or eval_size < 1:
+        raise ConfigError(f"eval.image_size must be a positive number of pixels, got {eval_size}.")
+    if fixed_grid and eval_size != train_size:
+        raise ConfigError(
+            f"eval.image_size={eval_size}: the encoder has position embeddings for "
+            f"augment.size={train_size} px only; remove eval.image_size or set it to {train_size}."
+        )
+    return eval_size
+
+
 def knn_monitor(cfg: MethodConfig, steps_per_epoch: int, image_size: int) -> KNNMonitor:
     """The kNN monitor ``train.knn_every_epochs`` asks for, on the labelled splits."""
     train = load_split(cfg.data, cfg.data.train_split, labelled=True)

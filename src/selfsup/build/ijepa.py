@@ -15,6 +15,7 @@ from selfsup.build.common import (
     make_optimizer,
     per_process_batch,
     run_pretraining,
+    test_resolution,
     trainer_settings,
     warmup_steps,
 )
@@ -139,6 +140,7 @@ def ijepa_trainer(
         total_steps = max(1, math.ceil(t.epochs * steps_per_epoch))
     torch.manual_seed(t.seed)
     method = build_ijepa(cfg, total_steps)
+    test_size = test_resolution(cfg.eval.image_size, cfg.augment.size, fixed_grid=True)
     # Learning rates were set for batch 2048; lr_scaling rescales all three with the batch.
     scale = scale_learning_rate(1.0, t.batch_size, o.lr_scaling) / scale_learning_rate(
         1.0, PAPER_BATCH, o.lr_scaling
@@ -162,14 +164,14 @@ def ijepa_trainer(
     )
     monitors: list[PeriodicCallback] = list(callbacks)
     if t.knn_every_epochs > 0:
-        monitors.append(knn_monitor(cfg, steps_per_epoch, cfg.augment.size))
+        monitors.append(knn_monitor(cfg, steps_per_epoch, test_size))
     meta = {
         "method": "ijepa",
         "config": to_dict(cfg),
         "encoder": encoder_spec(cfg),
         "eval_encoder_prefix": "target_encoder.",
         "eval_layers": cfg.model.eval_layers,
-        "image_size": cfg.augment.size,
+        "image_size": test_size,
     }
     return Trainer(
         method,

@@ -15,6 +15,7 @@ from selfsup.build.common import (
     make_optimizer,
     per_process_batch,
     run_pretraining,
+    test_resolution,
     trainer_settings,
     warmup_steps,
 )
@@ -152,6 +153,9 @@ def simclr_trainer(
         total_steps = max(1, math.ceil(t.epochs * steps_per_epoch))
     torch.manual_seed(cfg.train.seed)
     method = build_simclr(cfg, total_steps)
+    test_size = test_resolution(
+        cfg.eval.image_size, cfg.augment.size, fixed_grid=isinstance(method.encoder, TokenPooling)
+    )
     warmup = warmup_steps(o.warmup_epochs, t.epochs, steps_per_epoch, total_steps)
     lr = scale_learning_rate(o.lr, t.batch_size, o.lr_scaling)
     optimizer_factory = partial(
@@ -168,7 +172,7 @@ def simclr_trainer(
     }
     monitors: list[PeriodicCallback] = list(callbacks)
     if t.knn_every_epochs > 0:
-        monitors.append(knn_monitor(cfg, steps_per_epoch, cfg.augment.size))
+        monitors.append(knn_monitor(cfg, steps_per_epoch, test_size))
     settings = trainer_settings(t, per_process=per_process, total_steps=total_steps)
     token_model = isinstance(method.encoder, TokenPooling)
     meta = {
@@ -176,7 +180,7 @@ def simclr_trainer(
         "config": to_dict(cfg),
         "encoder": encoder_spec(cfg),
         "eval_encoder_prefix": "net.encoder.encoder." if token_model else "net.encoder.",
-        "image_size": cfg.augment.size,
+        "image_size": test_size,
     }
     return Trainer(
         method,

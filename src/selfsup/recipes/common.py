@@ -56,3 +56,8 @@ class EvalSection:
     knn_temperature: float = option(0.1, "kNN weight temperature")
     linear_epochs: int = option(100, "linear probe epochs")
     batch_size: int = option(512, "feature extraction batch")
+    image_size: int | None = option(
+        None,
+        "test resolution of --eval, the kNN monitor and selfsup eval's default; None: "
+        "augment.size (train below the test size on purpose: FixRes)",
+    )
