@@ -19,7 +19,8 @@ Evaluation, identical for every row: the frozen encoder's pooled features h (no
 projection head) of un-augmented [0, 1] images, through ``selfsup.evaluation.evaluate`` (=
 ``extract_features`` + ``knn_evaluate``: weighted cosine kNN, k = 200, T = 0.1), train
 split as the bank, test split as queries. selfsup's encoder comes from its checkpoint and
-sees images at the checkpoint's training resolution (``meta["image_size"]``). lightly's
+sees images at the checkpoint's test resolution (``meta["image_size"]``: the recipe's
+``eval.image_size``, else its training size; 32 px for the CPU presets). lightly's
 backbone was trained on views normalised with ImageNet statistics (SimCLRTransform's
 default), so it is evaluated behind that same normalisation (``common.ImageNetNormalize``),
 as lightly's own kNN evaluation does. Baselines in the same table: a randomly initialised
