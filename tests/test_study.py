@@ -20,6 +20,7 @@ from selfsup.study.arms import ARMS, parse_sweep, split_values
 from selfsup.study.claims import study_claims
 from selfsup.study.plan import MIN_BUDGET_S, StudySettings, plan_runs
 from selfsup.study.report import build_blocks, to_html, to_markdown
+from selfsup.study.runner import eval_side
 from selfsup.study.timing import (
     Calibration,
     parse_budget,
@@ -105,6 +106,9 @@ def test_plan_runs_builds_every_arm(tmp_path: Path) -> None:
     for r in runs:
         assert r.config.train.run_dir == str(tmp_path / "study" / r.name)
         assert r.config.train.knn_every_epochs == 0  # the monitor would eat the budget
+    # Every arm is measured on the 32 px test images; the ResNet arm trains on 24 px crops.
+    assert [r.config.augment.size for r in runs] == [24, 32, 32]
+    assert [eval_side(r.config) for r in runs] == [32, 32, 32]
     # A SimCLR-only key reaches the SimCLR arms and not I-JEPA.
     runs = plan_runs(settings(tmp_path, budget="10m", overrides=("loss.temperature=0.3",)))
     assert [r.config.loss.temperature for r in runs[:2]] == [0.3, 0.3]

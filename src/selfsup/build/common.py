@@ -182,7 +182,7 @@ def trainer_settings(t: TrainSection, *, per_process: int, total_steps: int) -> 
     )
 
 
-def test_resolution(eval_size: int | None, train_size: int, *, fixed_grid: bool) -> int:
+def test_resolution(eval_size: int | None, train_size: int, *, fixed_grid: bool = False) -> int:
     """The side test images are resized to (``eval.image_size``, else the training size).
 
     A convolutional encoder takes any side: training below the test size offsets the larger

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from selfsup.build.common import test_resolution
 from selfsup.config import to_dict
 from selfsup.data.datasets import ImageData
 from selfsup.study.measure import (
@@ -29,6 +30,12 @@ from selfsup.study.plan import Run, StudySettings, plan_runs, quick_settings, ra
 from selfsup.study.train import snapshot_files, train_run
 
 STUDY_FILE = "study.json"
+
+
+def eval_side(config: Any) -> int:
+    """The side a run's encoder is evaluated at: its ``eval.image_size``, else its training
+    size (a recipe may train below CIFAR-10's 32 px on purpose)."""
+    return test_resolution(config.eval.image_size, config.augment.size)
 
 
 def shapes_dataset(n: int, size: int, quick: bool) -> Path:
@@ -67,7 +74,7 @@ def _stages(
     def trained() -> Any:
         return encoder_from_checkpoint(ckpt)[0]
 
-    size = run.config.augment.size
+    size = eval_side(run.config)
     stages: dict[str, Any] = {
         "knn_linear": lambda: knn_linear(trained(), train, test, sizes, size, device),
         "cost": lambda: cost_stage(ckpt, train.images, device),
@@ -102,7 +109,7 @@ def _baselines(
         seen.setdefault(run.config.model.encoder, run)
     for encoder_name, run in seen.items():
         make = random_encoder_factory(run.config)
-        size = run.config.augment.size
+        size = eval_side(run.config)
         run_dir = settings.out_dir / f"random_{encoder_name}"
         stages: dict[str, Any] = {
             "knn_linear": lambda m=make, s=size: knn_linear(m(), train, test, sizes, s, device),
@@ -179,7 +186,7 @@ def run_study(settings: StudySettings) -> dict[str, Path]:
     d = runs[0].config.data
     data = (load_split(d, d.train_split, labelled=True), load_split(d, d.test_split, labelled=True))
     sweep = settings.sweep is not None
-    shapes = shapes_dataset(settings.shapes_n, runs[0].config.augment.size, settings.quick)
+    shapes = shapes_dataset(settings.shapes_n, eval_side(runs[0].config), settings.quick)
     # Train every run first, then measure: the headline numbers (kNN, linear, cost) of every
     # run come before the long stages, so an interrupted study has them on disk first.
     trained: dict[str, dict[str, Any]] = {}
