@@ -171,10 +171,8 @@ def test_eval_knn_and_linear_on_the_checkpoint(trained: tuple[Path, str]) -> Non
     assert result["linear_top5"] == 100.0  # two classes
 
 
-def test_eval_image_size_sets_the_test_resolution(
-    trained: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """--image-size resizes what the encoder sees; without it, the training size (32)."""
+def record_eval_input_sides(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """The (H, W) of every batch that encoders rebuilt from checkpoints receive from now on."""
     import selfsup.evaluation as evaluation
 
     seen: list[tuple[int, int]] = []
@@ -186,6 +184,14 @@ def test_eval_image_size_sets_the_test_resolution(
         return encoder, meta
 
     monkeypatch.setattr(evaluation, "encoder_from_checkpoint", recording)
+    return seen
+
+
+def test_eval_image_size_sets_the_test_resolution(
+    trained: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--image-size resizes what the encoder sees; without it, the training size (32)."""
+    seen = record_eval_input_sides(monkeypatch)
     ckpt = trained[0] / "last.pt"
     base = ("eval", "knn", "--checkpoint", ckpt, "--k", 5, "--device", "cpu", "--json")
     for extra, side in (((), 32), (("--image-size", 40), 40)):
@@ -203,7 +209,6 @@ def test_eval_image_size_key_sets_the_test_resolution_of_eval_and_the_monitor(
     """Trained at 24 px with eval.image_size=32: the kNN monitor, --eval and selfsup eval's
     default all feed the encoder 32 x 32 images; bad sizes fail before training."""
     import selfsup.eval.monitor as monitor
-    import selfsup.evaluation as evaluation
 
     monitor_sizes: list[int | None] = []
     extract = monitor.extract_features
@@ -212,16 +217,8 @@ def test_eval_image_size_key_sets_the_test_resolution_of_eval_and_the_monitor(
         monitor_sizes.append(kwargs.get("image_size"))
         return extract(*args, **kwargs)
 
-    seen: list[tuple[int, int]] = []
-    rebuild = evaluation.encoder_from_checkpoint
-
-    def recording(*args: Any, **kwargs: Any) -> tuple[torch.nn.Module, dict[str, Any]]:
-        encoder, meta = rebuild(*args, **kwargs)
-        encoder.register_forward_pre_hook(lambda _m, inp: seen.append(tuple(inp[0].shape[-2:])))
-        return encoder, meta
-
     monkeypatch.setattr(monitor, "extract_features", recording_extract)
-    monkeypatch.setattr(evaluation, "encoder_from_checkpoint", recording)
+    seen = record_eval_input_sides(monkeypatch)
     data, run_dir = make_dataset(tmp_path / "data"), tmp_path / "run"
     keys = overrides(
         data, run_dir, **{"augment.size": 24, "eval.image_size": 32, "train.knn_every_epochs": 1}
