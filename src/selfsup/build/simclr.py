@@ -153,9 +153,8 @@ def simclr_trainer(
         total_steps = max(1, math.ceil(t.epochs * steps_per_epoch))
     torch.manual_seed(cfg.train.seed)
     method = build_simclr(cfg, total_steps)
-    test_size = test_resolution(
-        cfg.eval.image_size, cfg.augment.size, fixed_grid=isinstance(method.encoder, TokenPooling)
-    )
+    token_model = isinstance(method.encoder, TokenPooling)
+    test_size = test_resolution(cfg.eval.image_size, cfg.augment.size, fixed_grid=token_model)
     warmup = warmup_steps(o.warmup_epochs, t.epochs, steps_per_epoch, total_steps)
     lr = scale_learning_rate(o.lr, t.batch_size, o.lr_scaling)
     optimizer_factory = partial(
@@ -174,7 +173,6 @@ def simclr_trainer(
     if t.knn_every_epochs > 0:
         monitors.append(knn_monitor(cfg, steps_per_epoch, test_size))
     settings = trainer_settings(t, per_process=per_process, total_steps=total_steps)
-    token_model = isinstance(method.encoder, TokenPooling)
     meta = {
         "method": "simclr",
         "config": to_dict(cfg),
