@@ -23,7 +23,7 @@ def select_device(name: str) -> torch.device:
     """``"auto"`` -> CUDA (``cuda:LOCAL_RANK``) if available, else MPS, else CPU.
 
     A bare ``"cuda"`` also becomes ``cuda:LOCAL_RANK`` (one GPU per torchrun process),
-    and that device is made current.
+    and that device is made current, with cuDNN autotuning on (fixed shapes).
     """
     if name == "auto":
         if torch.cuda.is_available():
@@ -39,6 +39,9 @@ def select_device(name: str) -> torch.device:
         if device.index is None:
             device = torch.device("cuda", dist.local_rank())
         torch.cuda.set_device(device)
+        # Training feeds convolutions one fixed input shape: let cuDNN time its algorithms
+        # once per shape and keep the fastest (the first steps pay for the search).
+        torch.backends.cudnn.benchmark = True
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device={name!r} but MPS is not available; use 'auto' or 'cpu'.")
     return device
