@@ -401,6 +401,65 @@ def test_bad_inputs_raise_clear_errors() -> None:
         BatchAugmentation([], 0)
 
 
+def _forbid_nonzero(monkeypatch: pytest.MonkeyPatch) -> None:
+    def nonzero(*args: object, **kwargs: object) -> None:
+        raise AssertionError("nonzero() makes the host wait for an accelerator")
+
+    monkeypatch.setattr(torch.Tensor, "nonzero", nonzero)
+
+
+def test_accelerator_path_gives_the_cpu_views_without_waiting_for_the_device(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every Figure 4 operator, with the subset-only ones (hue, colour drop, blur, rotation)
+    # applied to some images and not others; and the ImageNet preset (blur on).
+    names = [name for name in AUGMENTATION_OPS if name != "color"]  # = jitter + drop
+    figure4 = build_augmentation(names, 24, probabilities={"rotation": 0.7})
+    imagenet = simclr_augmentation("imagenet", size=24)
+    x = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
+
+    def views() -> list[torch.Tensor]:
+        return [
+            aug(x, generator=torch.Generator().manual_seed(seed))
+            for seed, aug in enumerate((figure4, imagenet))
+        ]
+
+    on_cpu = views()
+    monkeypatch.setattr(ops, "subset_pays", lambda device: False)
+    _forbid_nonzero(monkeypatch)  # the accelerator path never picks a subset
+    for as_on_gpu, expected in zip(views(), on_cpu, strict=True):
+        torch.testing.assert_close(as_on_gpu, expected, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("selected", [[True, False, True, False], [False] * 4, [True] * 4])
+def test_apply_where_transforms_only_the_selected_images(selected: list[bool]) -> None:
+    x = torch.rand(4, 3, 5, 5)
+    mask = torch.tensor(selected)
+    shifts = torch.tensor([0.1, 0.2, -0.3, 0.4])
+
+    def hue(imgs: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
+        return ops.adjust_hue(imgs, shifts if idx is None else shifts[idx])
+
+    expected = torch.where(mask.view(-1, 1, 1, 1), ops.adjust_hue(x, shifts), x)
+    torch.testing.assert_close(ops.apply_where(x, mask, hue), expected)
+    y = x.clone()
+    assert ops.apply_where(y, mask, hue, inplace=True) is y
+    torch.testing.assert_close(y, expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_augmentation_never_synchronises() -> None:
+    aug = simclr_augmentation("imagenet", size=24)
+    x = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, device="cuda")
+    aug(x)  # warm-up: first calls may allocate and load kernels
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = aug(x)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert out.shape == (64, 3, 24, 24)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu_for_the_same_parameters() -> None:
     x = torch.randint(0, 256, (32, 3, 16, 16), dtype=torch.uint8)

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from selfsup.data import ImageData
 from selfsup.eval import (
     KNNMonitor,
     check_features_labels,
@@ -25,6 +26,7 @@ from selfsup.eval import (
     train_linear_heads,
 )
 from selfsup.eval.linear import _standardize
+from selfsup.evaluation import evaluate
 
 
 def _tiny_encoder() -> nn.Sequential:
@@ -103,6 +105,38 @@ def test_extract_features_bf16_close_to_fp32() -> None:
     f16 = extract_features(enc, images, precision="bf16")
     assert f16.dtype == torch.float32
     torch.testing.assert_close(f16, f32, rtol=0.05, atol=0.02)
+
+
+class _MoveRecorder(nn.Sequential):
+    """The tiny encoder's layers, recording where ``.to()`` sends them."""
+
+    def __init__(self) -> None:
+        super().__init__(*_tiny_encoder())
+        self.moved_to: list[torch.device] = []
+
+    def to(self, *args: Any, **kwargs: Any) -> _MoveRecorder:  # type: ignore[override]
+        self.moved_to.append(torch.device(args[0]))
+        return super().to(*args, **kwargs)
+
+
+def _labelled(n: int, seed: int) -> ImageData:
+    return ImageData(_images(n, seed=seed), torch.arange(n) % 2, ("a", "b"), "test")
+
+
+@pytest.mark.parametrize(
+    "device",
+    ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+        not torch.cuda.is_available(), reason="needs a CUDA device"))],
+)  # fmt: skip
+def test_evaluate_moves_an_encoder_on_the_cpu_to_the_evaluation_device(device: str) -> None:
+    # An encoder rebuilt from a checkpoint is on the CPU; --eval on a GPU crashed on it.
+    encoder = _MoveRecorder()
+    out = evaluate(
+        encoder, _labelled(20, 1), _labelled(10, 2), image_size=None, k=5, linear_epochs=2,
+        device=device,
+    )  # fmt: skip
+    assert encoder.moved_to == [torch.device(device)]
+    assert 0 <= out["knn_top1"] <= 100 and 0 <= out["linear_top1"] <= 100
 
 
 def test_extract_features_rejects_bad_input() -> None:

@@ -84,9 +84,14 @@ def evaluate(
     batch_size: int = 512,
     device: str | torch.device = "cpu",
 ) -> dict[str, float]:
-    """kNN and/or linear top-1/top-5 (percent) of a frozen encoder on train -> test."""
+    """kNN and/or linear top-1/top-5 (percent) of a frozen encoder on train -> test.
+
+    The encoder is moved to ``device`` (in place, as ``nn.Module.to`` does): an encoder
+    rebuilt from a checkpoint arrives on the CPU.
+    """
     if train.labels is None or test.labels is None:
         raise ConfigError("Evaluation needs labelled train and test splits.")
+    encoder = encoder.to(device)
     start = time.perf_counter()
     kw = {"batch_size": batch_size, "device": device, "image_size": image_size}
     f_train = extract_features(encoder, train.images, **kw)  # type: ignore[arg-type]

@@ -9,6 +9,8 @@ operators of :mod:`selfsup.data.augment_random` draw the parameters and call the
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Literal
 
 import torch
@@ -54,6 +56,49 @@ def _per_image(values: Tensor, images: Tensor, name: str) -> Tensor:
             f"{name} must have shape (B,) = ({images.shape[0]},); got {tuple(values.shape)}."
         )
     return values.to(device=images.device, dtype=torch.float32).view(-1, 1, 1, 1)
+
+
+def subset_pays(device: torch.device) -> bool:
+    """Whether to run an operator on only the images it changes (CPU), or on all of them.
+
+    On the CPU the work is the cost, so picking the ~20 % of images an operator changes
+    saves most of it. On an accelerator, picking them (``nonzero``) makes the host wait for
+    the device at every operator, which left the GPU idle between kernels; running the
+    operator on the whole batch and keeping its result where selected (``torch.where``)
+    never waits, and the device has compute to spare at these sizes.
+    """
+    return device.type == "cpu"
+
+
+def apply_where(
+    images: Tensor,
+    selected: Tensor,
+    transform: Callable[[Tensor, Tensor | None], Tensor],
+    *,
+    inplace: bool = False,
+) -> Tensor:
+    """``transform`` applied to image i where ``selected[i]``; the others unchanged.
+
+    Args:
+        images: (B, C, H, W).
+        selected: (B,) bool on the images' device.
+        transform: ``transform(subset, index)`` maps (K, C, H, W) images to their
+            transformed (K, C, H, W), with ``index`` the (K,) positions of the subset in
+            the batch (to pick per-image parameters), or None when the subset is the whole
+            batch.
+        inplace: write into ``images`` (its values are then those returned).
+
+    Either way each image gets exactly the result of ``transform`` on it alone (the
+    operators here are per-image), so CPU and accelerator give the same views.
+    """
+    if subset_pays(images.device):
+        index = selected.nonzero().squeeze(1)
+        if index.numel() == 0:
+            return images
+        out = images if inplace else images.clone()
+        return out.index_copy_(0, index, transform(images[index], index))
+    kept = torch.where(selected.view(-1, 1, 1, 1), transform(images, None), images)
+    return images.copy_(kept) if inplace else kept
 
 
 def _blend(images: Tensor, reference: Tensor, factors: Tensor) -> Tensor:
@@ -164,10 +209,12 @@ def color_jitter(images: Tensor, factors: Tensor, order: Tensor) -> Tensor:
         reference.mul_((op == SATURATION).view(-1, 1, 1, 1) * (1.0 - blend))
         reference.add_(mean.mul_((op == CONTRAST).view(-1, 1, 1, 1) * (1.0 - blend)))
         x.mul_(blend).add_(reference).clamp_(0.0, 1.0)  # == _blend(x, ref, blend)
-        hue_index = (is_hue & (value != 0)).nonzero().squeeze(1)
-        if hue_index.numel() > 0:
-            x.index_copy_(0, hue_index, adjust_hue(x[hue_index], value[hue_index]))
+        x = apply_where(x, is_hue & (value != 0), partial(_hue_of, shifts=value), inplace=True)
     return x
+
+
+def _hue_of(images: Tensor, index: Tensor | None, shifts: Tensor) -> Tensor:
+    return adjust_hue(images, shifts if index is None else shifts[index])
 
 
 def hflip(images: Tensor, flip: Tensor) -> Tensor:
@@ -281,10 +328,12 @@ def rotate90(images: Tensor, quarter_turns: Tensor) -> Tensor:
     turns = _per_image(quarter_turns, images, "quarter_turns").view(-1).long().remainder(4)
     out = images.clone()
     for k in (1, 2, 3):
-        index = (turns == k).nonzero().squeeze(1)
-        if index.numel() > 0:
-            out.index_copy_(0, index, torch.rot90(images[index], k, dims=(2, 3)))
+        out = apply_where(out, turns == k, partial(_rotated, k=k), inplace=True)
     return out
+
+
+def _rotated(images: Tensor, index: Tensor | None, k: int) -> Tensor:
+    return torch.rot90(images, k, dims=(2, 3))
 
 
 def cutout(images: Tensor, centres: Tensor, side: int, fill: float = 0.5) -> Tensor:

@@ -210,8 +210,7 @@ class RandomGrayscale(RandomOp):
         return {"applied": _coin(self.p, x, generator)}
 
     def transform(self, x: Tensor, params: Params) -> Tensor:
-        index = params["applied"].nonzero().squeeze(1)  # only the ~20 % that change
-        return x.index_copy(0, index, ops.grayscale(x[index])) if index.numel() > 0 else x
+        return ops.apply_where(x, params["applied"], lambda imgs, _: ops.grayscale(imgs))
 
 
 def blur_kernel_size(size: int) -> int:
@@ -239,12 +238,16 @@ class GaussianBlur(RandomOp):
         return {"sigmas": sigmas, "applied": _coin(self.p, x, generator)}
 
     def transform(self, x: Tensor, params: Params) -> Tensor:
-        # Blur only the selected images: half the convolution work at p = 0.5.
-        index = params["applied"].nonzero().squeeze(1)
-        if index.numel() == 0 or self.kernel_size == 1:
+        if self.kernel_size == 1:
             return x
-        blurred = ops.gaussian_blur(x[index], self.kernel_size, params["sigmas"][index])
-        return x.index_copy(0, index, blurred)
+        sigmas = params["sigmas"]
+        return ops.apply_where(
+            x,
+            params["applied"],
+            lambda imgs, idx: ops.gaussian_blur(
+                imgs, self.kernel_size, sigmas if idx is None else sigmas[idx]
+            ),
+        )
 
 
 class RandomRotation(RandomOp):
