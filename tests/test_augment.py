@@ -401,11 +401,21 @@ def test_bad_inputs_raise_clear_errors() -> None:
         BatchAugmentation([], 0)
 
 
-def _forbid_nonzero(monkeypatch: pytest.MonkeyPatch) -> None:
-    def nonzero(*args: object, **kwargs: object) -> None:
-        raise AssertionError("nonzero() makes the host wait for an accelerator")
+def _forbid_waiting_for_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the calls that wait for an accelerator fail (CUDA's sync debug mode on a CPU)."""
+    for owner, name in [
+        (torch.Tensor, "nonzero"),  # sizes its output from the data
+        (torch.Tensor, "repeat_interleave"),  # likewise
+        (torch.Tensor, "item"),  # reads a value back
+        (torch.Tensor, "tolist"),
+        (torch.Tensor, "__bool__"),
+        (torch, "tensor"),  # Python numbers -> device: a blocking copy
+    ]:
 
-    monkeypatch.setattr(torch.Tensor, "nonzero", nonzero)
+        def forbidden(*args: object, _name: str = name, **kwargs: object) -> None:
+            raise AssertionError(f"{_name}() makes the host wait for an accelerator")
+
+        monkeypatch.setattr(owner, name, forbidden)
 
 
 def test_accelerator_path_gives_the_cpu_views_without_waiting_for_the_device(
@@ -426,9 +436,11 @@ def test_accelerator_path_gives_the_cpu_views_without_waiting_for_the_device(
 
     on_cpu = views()
     monkeypatch.setattr(ops, "subset_pays", lambda device: False)
-    _forbid_nonzero(monkeypatch)  # the accelerator path never picks a subset
-    for as_on_gpu, expected in zip(views(), on_cpu, strict=True):
-        torch.testing.assert_close(as_on_gpu, expected, atol=1e-6, rtol=0)
+    _forbid_waiting_for_the_device(monkeypatch)
+    as_on_gpu = views()
+    monkeypatch.undo()
+    for got, expected in zip(as_on_gpu, on_cpu, strict=True):
+        torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("selected", [[True, False, True, False], [False] * 4, [True] * 4])

@@ -3,6 +3,7 @@ precision, memory format, sampler semantics and a 2-process DDP run against 1 pr
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from torch import nn
 from torch.optim import Optimizer
 
 from selfsup.engine.checkpoint import load_checkpoint
+from selfsup.engine.loss_reader import LossReader, LossReading
 from selfsup.engine.metrics import MetricsLogger, read_metrics
 from selfsup.engine.optim import build_optimizer, parameter_groups
 from selfsup.engine.protocol import StepResult
@@ -187,6 +189,73 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path) -> None:
     # Stopped before the optimiser step: the weights are still finite.
     assert all(torch.isfinite(p).all() for p in method.parameters())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "metrics.jsonl", "tb"]
+
+
+@pytest.mark.parametrize(
+    ("nan_at", "kept", "last_logged"),
+    [(7, 6, 4), (8, 6, 8), (9, 9, 8)],  # found at a log step, a checkpoint, the next step
+)
+def test_deferred_loss_check_stops_a_step_late_and_never_saves_after_a_bad_step(
+    tmp_path: Path, nan_at: int, kept: int, last_logged: int
+) -> None:
+    # CUDA's mode (the host reads each loss one step late), forced on the CPU; logs every
+    # 4 steps, checkpoints every 3.
+    method = TinyMethod(nan_at=nan_at)
+    run = settings(tmp_path, checkpoint_every=3, log_every=4, defer_loss_check=True)
+    with pytest.raises(NonFiniteLossError, match=rf"at step {nan_at + 1} of 12") as info:
+        Trainer(method, lars_factory, tiny_images(), run).fit()
+    assert "stopped one step later" in str(info.value) and f"(step {kept})" in str(info.value)
+    assert info.value.step == nan_at and info.value.checkpoint_step == kept
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == kept  # a good one
+    assert max(_losses(tmp_path)) == last_logged
+
+
+def test_deferred_loss_check_trains_and_logs_exactly_as_the_immediate_one(
+    tmp_path: Path,
+) -> None:
+    runs = {}
+    for deferred in (False, True):
+        run_dir = tmp_path / str(deferred)
+        method = TinyMethod()
+        run = settings(run_dir, log_every=3, defer_loss_check=deferred)
+        summary = Trainer(method, lars_factory, tiny_images(), run).fit()
+        runs[deferred] = (_losses(run_dir), summary.final_loss, method.state_dict())
+    (losses, final, state), (d_losses, d_final, d_state) = runs[False], runs[True]
+    assert d_losses == losses and sorted(losses) == [3, 6, 9, 12] and d_final == final
+    for a, b in zip(state.values(), d_state.values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_loss_reader_reads_immediately_or_one_step_late() -> None:
+    one = torch.tensor(1.0)
+    now = LossReader(deferred=False)
+    assert now.push(0, torch.tensor(2.5), one) == [LossReading(0, 2.5, True)]
+    assert now.drain() == []
+    late = LossReader(deferred=True)
+    assert late.push(0, torch.tensor(2.5), one) == []
+    assert late.push(1, torch.tensor(float("nan")), torch.tensor(0.5)) == [
+        LossReading(0, 2.5, True)
+    ]
+    (reading,) = late.drain()
+    assert reading.index == 1 and math.isnan(reading.value) and not reading.finite
+    assert late.drain() == []
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_loss_reader_on_cuda_hands_over_losses_without_waiting() -> None:
+    reader = LossReader(deferred=True)
+    losses = torch.rand(3, device="cuda")
+    one = torch.ones((), device="cuda")
+    reader.push(0, losses[0], one)  # warm-up: the first pinned block is allocated here
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        due = [reader.push(i, losses[i], one) for i in (1, 2)]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    expected = losses.tolist()
+    assert [[r.index for r in d] for d in due] == [[0], [1]]
+    assert [d[0].value for d in due] == pytest.approx(expected[:2])
+    assert reader.drain()[0].value == pytest.approx(expected[2])
 
 
 def test_schedules_logs_and_callbacks(tmp_path: Path) -> None:

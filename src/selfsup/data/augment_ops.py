@@ -309,7 +309,10 @@ def gaussian_blur(images: Tensor, kernel_size: int, sigmas: Tensor) -> Tensor:
             f"(reflect padding needs kernel_size // 2 < side)."
         )
     _per_image(sigmas, images, "sigmas")  # shape check
-    kernel = gaussian_kernels(kernel_size, sigmas.to(images.device)).repeat_interleave(c, dim=0)
+    # (B, k) -> (B * C, k), each image's kernel once per channel; expand, not
+    # repeat_interleave, which waits for the device to size its output.
+    kernel = gaussian_kernels(kernel_size, sigmas.to(images.device))
+    kernel = kernel[:, None, :].expand(b, c, kernel_size).reshape(b * c, kernel_size)
     x = images.reshape(1, b * c, height, width)
     x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
     x = F.conv2d(x, kernel.view(b * c, 1, kernel_size, 1), groups=b * c)

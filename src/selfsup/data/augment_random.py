@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from selfsup.data import augment_ops as ops
-from selfsup.data.augment_ops import Interpolation
+from selfsup.data.augment_ops import HUE, Interpolation
 
 Params = dict[str, Tensor]
 
@@ -189,7 +189,9 @@ class ColorJitter(RandomOp):
         )
         order = torch.argsort(_uniform((b, 4), 0.0, 1.0, x, generator), dim=1)
         applied = _coin(self.p, x, generator)
-        identity = torch.tensor([1.0, 1.0, 1.0, 0.0], device=x.device)
+        # (1, 1, 1, 0) made on the device: a tensor from Python numbers would be a
+        # host-to-device copy, which waits for the device.
+        identity = (torch.arange(4, device=x.device) < HUE).to(factors.dtype)
         factors = torch.where(applied[:, None], factors, identity)
         return {"factors": factors, "order": order, "applied": applied}
 
@@ -283,8 +285,9 @@ class Cutout(RandomOp):
     def sample(self, x: Tensor, generator: torch.Generator | None) -> Params:
         b, _, height, width = x.shape
         u = _uniform((b, 2), 0.0, 1.0, x, generator)
-        side = torch.tensor([height, width], device=x.device, dtype=u.dtype)
-        centres = torch.minimum(torch.floor(u * side), side - 1).long()
+        rows = torch.floor(u[:, 0] * height).clamp_(max=height - 1)
+        cols = torch.floor(u[:, 1] * width).clamp_(max=width - 1)
+        centres = torch.stack((rows, cols), dim=1).long()
         return {"centres": centres, "applied": _coin(self.p, x, generator)}
 
     def transform(self, x: Tensor, params: Params) -> Tensor:

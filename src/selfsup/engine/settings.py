@@ -21,6 +21,8 @@ class TrainerSettings:
     ``training_step`` under ``torch.autocast(device_type, torch.bfloat16)`` (CPU too).
     ``checkpoint_every``/``log_every`` count optimiser steps. ``grad_clip`` clips the
     global gradient norm. ``num_threads`` sets torch's intra-op threads.
+    ``defer_loss_check`` reads each step's loss one step late so that the host never waits
+    for the device (:mod:`selfsup.engine.loss_reader`); None: on CUDA only.
     """
 
     total_steps: int
@@ -36,6 +38,7 @@ class TrainerSettings:
     grad_clip: float | None = None
     progress: bool = True
     num_threads: int | None = None
+    defer_loss_check: bool | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "run_dir", Path(self.run_dir))

@@ -35,6 +35,7 @@ from selfsup.engine.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
+from selfsup.engine.loss_reader import LossReader, LossReading
 from selfsup.engine.metrics import MetricsLogger, ProgressBar
 from selfsup.engine.protocol import Method, PeriodicCallback
 from selfsup.engine.runtime import epoch_batches, seed_everything, select_device
@@ -46,7 +47,10 @@ CHECKPOINT_NAME = "last.pt"
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the run stopped before the optimiser step.
+    """The loss became NaN or infinite; the run stopped before the next checkpoint.
+
+    With immediate loss readings (CPU) it stopped before that step's optimiser step; with
+    deferred ones (CUDA, see :mod:`selfsup.engine.loss_reader`) one step later.
 
     ``step`` is the 0-based index of the failed step; ``checkpoint_step`` the step count
     of the last good checkpoint (``None`` if none was written).
@@ -202,6 +206,8 @@ class Trainer:
         window_start, order_epoch = start, -1
         order = torch.empty(0, dtype=torch.long)
         loss_value: float | None = None
+        deferred = s.defer_loss_check
+        reader = LossReader(self.device.type == "cuda" if deferred is None else deferred)
         for index in range(start, s.total_steps):
             epoch, offset = divmod(index, spe)
             if epoch != order_epoch:  # the batch order is a pure function of the epoch
@@ -217,7 +223,8 @@ class Trainer:
             scheduled = self._apply_schedules(index)
             with autocast:
                 result = self.method.training_step(batch, index)
-            loss_value = self._check_finite(result.loss, index)
+            for reading in reader.push(index, *self._loss_and_finite(result.loss)):
+                loss_value = self._check_finite(reading, reader.deferred)
             self.optimizer.zero_grad(set_to_none=True)
             result.loss.backward()
             if s.grad_clip is not None:
@@ -232,7 +239,12 @@ class Trainer:
                     record.update(cb(done, self.method))
                     self.module.train()
             shown = None
-            if done % s.log_every == 0 or done == s.total_steps or record:
+            logging_now = done % s.log_every == 0 or done == s.total_steps or record
+            saving_now = done % s.checkpoint_every == 0 or done == s.total_steps
+            if logging_now or saving_now:  # log this step's loss; never save after a bad one
+                for reading in reader.drain():
+                    loss_value = self._check_finite(reading, reader.deferred)
+            if logging_now:
                 now = time.perf_counter()
                 speed = (done - window_start) * self.global_batch / max(now - window_time, 1e-9)
                 window_time, window_start = now, done
@@ -241,7 +253,7 @@ class Trainer:
                 logs = {k: float(v) for k, v in result.logs.items()}  # synchronises: rarely
                 logger.log(done, {**logs, **record, **scheduled, "epoch": done / spe, **shown})
             bar.update(1, shown)
-            if done % s.checkpoint_every == 0 or done == s.total_steps:
+            if saving_now:
                 self._save(done)
         dist.barrier()
         wall = time.perf_counter() - began
@@ -269,34 +281,40 @@ class Trainer:
                     group[name] = value
         return values
 
-    def _check_finite(self, loss: torch.Tensor, index: int) -> float:
-        """The loss as a float; raises if it is not finite on any process.
-
-        The one host-device synchronisation per step: the check must precede the
-        optimiser step. Method logs are converted only at logging steps.
-        """
+    @staticmethod
+    def _loss_and_finite(loss: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The detached scalar loss and the fraction of processes where it is finite."""
         if loss.numel() != 1 or not loss.requires_grad:
             raise ValueError(
                 "training_step must return a scalar loss attached to the autograd graph; got "
                 f"shape {tuple(loss.shape)}, requires_grad={loss.requires_grad}."
             )
         value = loss.detach().float().reshape(())
-        finite = dist.all_reduce_mean(torch.isfinite(value).float())
-        if bool(finite < 1):
-            kept = (
-                f"the last good checkpoint '{self.checkpoint_path}' (step "
-                f"{self._checkpoint_step}) is kept"
-                if self._checkpoint_step is not None
-                else "no checkpoint had been written yet"
-            )
-            raise NonFiniteLossError(
-                f"Non-finite loss ({float(value)}) at step {index + 1} of "
-                f"{self.settings.total_steps} (index {index}); stopped before the optimiser "
-                f"step and {kept}. Try a lower learning rate, gradient clipping or fp32.",
-                step=index,
-                checkpoint_step=self._checkpoint_step,
-            )
-        return float(value)
+        return value, dist.all_reduce_mean(torch.isfinite(value).float())
+
+    def _check_finite(self, reading: LossReading, deferred: bool) -> float:
+        """The reading's loss; raises if it was not finite on some process."""
+        if reading.finite:
+            return reading.value
+        kept = (
+            f"the last good checkpoint '{self.checkpoint_path}' (step "
+            f"{self._checkpoint_step}) is kept"
+            if self._checkpoint_step is not None
+            else "no checkpoint had been written yet"
+        )
+        when = (
+            "stopped one step later (on this device losses are read a step late, so that "
+            "the host never waits for it; the weights in memory are not saved)"
+            if deferred
+            else "stopped before the optimiser step"
+        )
+        raise NonFiniteLossError(
+            f"Non-finite loss ({reading.value}) at step {reading.index + 1} of "
+            f"{self.settings.total_steps} (index {reading.index}); {when} and {kept}. Try a "
+            "lower learning rate, gradient clipping or fp32.",
+            step=reading.index,
+            checkpoint_step=self._checkpoint_step,
+        )
 
     def _save(self, done: int) -> None:
         rng = gather_rng_states()  # collective: every process takes part, rank 0 writes
