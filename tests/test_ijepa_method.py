@@ -109,3 +109,17 @@ def test_pooled_encoders_are_refused() -> None:
         IJEPA(resnet, predictor, collator, lambda x: x.float(), lambda s: 0.99)
     with pytest.raises(ValueError, match="choose one of"):
         IJEPA(vit, predictor, collator, lambda x: x.float(), lambda s: 0.99, loss="l1")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_training_step_never_makes_the_host_wait() -> None:
+    method = tiny_ijepa().cuda()
+    images = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8, device="cuda")
+    method.training_step(images, 0).loss.backward()  # step 0 computes the collapse statistics
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        result = method.training_step(images, 1)  # masks drawn, copied, predicted, loss
+        result.loss.backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert result.loss.is_cuda

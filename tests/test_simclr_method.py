@@ -190,3 +190,17 @@ def test_progressive_resizing_feeds_both_views_at_the_scheduled_side() -> None:
     assert float(shrunk.min()) >= 0.0 and float(shrunk.max()) <= 1.0
     assert small.logs["resolution"] == 8.0 and full.logs["resolution"] == 12.0
     assert "resolution" not in make_method().training_step(x, step=0).logs
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_training_step_never_makes_the_host_wait() -> None:
+    method = make_method().cuda()
+    batch = images(b=16).cuda()
+    method.training_step(batch, 0).loss.backward()  # warm-up
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        result = method.training_step(batch, 1)  # two views, forward, NT-Xent
+        result.loss.backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert result.loss.is_cuda

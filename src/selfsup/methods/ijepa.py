@@ -151,7 +151,10 @@ class IJEPA(nn.Module):
         ``images``: (B, 3, H, W) uint8 on the training device.
         """
         x = self.augment(images)
-        masks = self.collator(x.shape[0]).to(x.device)
+        masks = self.collator(x.shape[0])  # drawn on the CPU
+        if x.is_cuda:  # from pinned memory the copy is queued; the host goes on
+            masks = masks.pin_memory()
+        masks = masks.to(x.device, non_blocking=True)
         with torch.no_grad():
             tokens = self.target_encoder(x)  # (B, N, D), the full image
             tokens = F.layer_norm(tokens.float(), tokens.shape[-1:])  # no affine (SPEC)
