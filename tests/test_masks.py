@@ -287,6 +287,14 @@ def test_collator_draws_what_the_sampler_draws_and_moves() -> None:
     moved = mb.to("cpu")
     assert isinstance(moved, MaskBatch) and moved is not mb
     assert torch.equal(moved.target_idx, mb.target_idx)
+    doubled = mb.map(lambda t: t * 2)  # every field, padding masks included
+    assert mb.target_valid is not None and doubled.target_valid is not None
+    assert torch.equal(doubled.context_idx, mb.context_idx * 2)
+    assert torch.equal(doubled.target_idx, mb.target_idx * 2)
+    assert torch.equal(doubled.context_valid, mb.context_valid * 2)
+    assert torch.equal(doubled.target_valid, mb.target_valid * 2)
+    truncated = MaskCollator(sampler, "truncate")(4, gen(15))
+    assert truncated.map(lambda t: t + 1).context_valid is None  # None stays None
     with pytest.raises(ValueError, match="batching"):
         MaskCollator(sampler, cast(Any, "crop"))
     with pytest.raises(ValueError, match="batch_size"):

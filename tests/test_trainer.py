@@ -22,6 +22,7 @@ from selfsup.engine.loss_reader import LossReader, LossReading
 from selfsup.engine.metrics import MetricsLogger, read_metrics
 from selfsup.engine.optim import build_optimizer, parameter_groups
 from selfsup.engine.protocol import StepResult
+from selfsup.engine.runtime import host_to_device
 from selfsup.engine.schedules import cosine_schedule, warmup_cosine
 from selfsup.engine.trainer import (
     NonFiniteLossError,
@@ -368,6 +369,32 @@ def test_epoch_batches_follow_distributed_sampler() -> None:
     assert len(set(single.flatten().tolist())) == 24  # no repeats within an epoch
     other = epoch_batches(n, 2 * b, epoch=2, seed=0, rank=0, world_size=1)
     assert not torch.equal(other, single)
+
+
+def test_host_to_device_pins_only_for_cuda_and_never_blocks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """To CUDA the copy must start from pinned memory (else the host waits for it); to the
+    CPU nothing is pinned. The device copy itself is recorded, not made (no GPU here)."""
+    calls: list[tuple[str, Any]] = []
+    real_to = torch.Tensor.to
+
+    def pin(self: torch.Tensor) -> torch.Tensor:
+        calls.append(("pin", None))
+        return self.clone()
+
+    def to(self: torch.Tensor, device: Any, non_blocking: bool = False) -> torch.Tensor:
+        calls.append(("to", (torch.device(device).type, non_blocking)))
+        return real_to(self, "cpu")
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", pin)
+    monkeypatch.setattr(torch.Tensor, "to", to)
+    x = torch.arange(6)
+    assert torch.equal(host_to_device(x, torch.device("cuda", 0)), x)
+    assert calls == [("pin", None), ("to", ("cuda", True))]
+    calls.clear()
+    assert torch.equal(host_to_device(x, torch.device("cpu")), x)
+    assert calls == [("to", ("cpu", True))]
 
 
 def test_two_processes_match_one_process_on_the_global_batch(tmp_path: Path) -> None:

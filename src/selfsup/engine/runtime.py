@@ -47,6 +47,18 @@ def select_device(name: str) -> torch.device:
     return device
 
 
+def host_to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``tensor`` (on the CPU) copied to ``device`` without making the host wait.
+
+    To CUDA the copy goes through pinned memory (a cached block), from which it is queued
+    asynchronously; a copy from ordinary pageable memory makes the host wait for it.
+    Elsewhere it is a plain ``to``.
+    """
+    if device.type == "cuda":
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and torch's global generators (CUDA included)."""
     random.seed(seed)

@@ -38,7 +38,12 @@ from selfsup.engine.checkpoint import (
 from selfsup.engine.loss_reader import LossReader, LossReading
 from selfsup.engine.metrics import MetricsLogger, ProgressBar
 from selfsup.engine.protocol import Method, PeriodicCallback
-from selfsup.engine.runtime import epoch_batches, seed_everything, select_device
+from selfsup.engine.runtime import (
+    epoch_batches,
+    host_to_device,
+    seed_everything,
+    select_device,
+)
 from selfsup.engine.settings import TrainerSettings, TrainSummary
 
 __all__ = ["NonFiniteLossError", "PeriodicCallback", "TrainSummary", "Trainer", "TrainerSettings"]
@@ -216,10 +221,7 @@ class Trainer:
                     len(self.images), s.batch_size, epoch=epoch, seed=s.seed,
                     rank=self.rank, world_size=self.world_size,
                 )  # fmt: skip
-            batch = self.images[order[offset]]
-            if self.device.type == "cuda":
-                batch = batch.pin_memory()  # a cached pinned block: the copy is async
-            batch = batch.to(self.device, non_blocking=True)
+            batch = host_to_device(self.images[order[offset]], self.device)
             scheduled = self._apply_schedules(index)
             with autocast:
                 result = self.method.training_step(batch, index)

@@ -19,6 +19,7 @@ Kept indices are sorted row-major in every row, real entries first.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -47,34 +48,23 @@ class MaskBatch:
     context_valid: Tensor | None = None
     target_valid: Tensor | None = None
 
-    def pin_memory(self) -> MaskBatch:
-        """A copy in pinned host memory, so that ``to(cuda, non_blocking=True)`` does not make
-        the host wait for the device (a copy from ordinary memory does)."""
+    def map(self, fn: Callable[[Tensor], Tensor]) -> MaskBatch:
+        """A copy with ``fn`` applied to every tensor (``None`` fields stay ``None``)."""
 
-        def pin(t: Tensor | None) -> Tensor | None:
-            return None if t is None else t.pin_memory()
+        def apply(t: Tensor | None) -> Tensor | None:
+            return None if t is None else fn(t)
 
         return replace(
             self,
-            context_idx=self.context_idx.pin_memory(),
-            target_idx=self.target_idx.pin_memory(),
-            context_valid=pin(self.context_valid),
-            target_valid=pin(self.target_valid),
+            context_idx=fn(self.context_idx),
+            target_idx=fn(self.target_idx),
+            context_valid=apply(self.context_valid),
+            target_valid=apply(self.target_valid),
         )
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> MaskBatch:
         """A copy with every tensor on ``device``."""
-
-        def move(t: Tensor | None) -> Tensor | None:
-            return None if t is None else t.to(device, non_blocking=non_blocking)
-
-        return replace(
-            self,
-            context_idx=self.context_idx.to(device, non_blocking=non_blocking),
-            target_idx=self.target_idx.to(device, non_blocking=non_blocking),
-            context_valid=move(self.context_valid),
-            target_valid=move(self.target_valid),
-        )
+        return self.map(lambda t: t.to(device, non_blocking=non_blocking))
 
 
 def _random_subset(keep: Tensor, count: int, generator: torch.Generator | None) -> Tensor:

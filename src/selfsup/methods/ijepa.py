@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from selfsup.engine.protocol import StepResult
+from selfsup.engine.runtime import host_to_device
 from selfsup.eval.collapse import CollapseMonitor
 from selfsup.losses.ijepa import LOSS_KINDS, ijepa_loss
 from selfsup.masks import MaskBatch, MaskCollator
@@ -151,10 +153,8 @@ class IJEPA(nn.Module):
         ``images``: (B, 3, H, W) uint8 on the training device.
         """
         x = self.augment(images)
-        masks = self.collator(x.shape[0])  # drawn on the CPU
-        if x.is_cuda:  # from pinned memory the copy is queued; the host goes on
-            masks = masks.pin_memory()
-        masks = masks.to(x.device, non_blocking=True)
+        # Drawn on the CPU; on CUDA the copy is queued and the host goes on.
+        masks = self.collator(x.shape[0]).map(partial(host_to_device, device=x.device))
         with torch.no_grad():
             tokens = self.target_encoder(x)  # (B, N, D), the full image
             tokens = F.layer_norm(tokens.float(), tokens.shape[-1:])  # no affine (SPEC)
