@@ -34,6 +34,7 @@ from torch import nn
 
 from selfsup.config import ConfigError
 from selfsup.data import resolve_cifar10
+from selfsup.masks import MaskBatch, MaskCollator
 from selfsup.models import create_model
 from selfsup.study import machine
 from selfsup.study.timing import StepClock, synchronize, time_fit  # noqa: F401 (used by scripts)
@@ -47,6 +48,20 @@ BUSY_LOAD = 0.5
 # SimCLRTransform's default normalisation (lightly.transforms.utils.IMAGENET_NORMALIZE).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class RecordingCollator(MaskCollator):
+    """selfsup's I-JEPA collator, recording each batch's processed widths (context K,
+    target T): under ``truncate`` they change from batch to batch."""
+
+    def __init__(self, base: MaskCollator) -> None:
+        super().__init__(base.sampler, base.batching)
+        self.widths: list[tuple[int, int]] = []
+
+    def __call__(self, batch_size: int, generator: torch.Generator | None = None) -> MaskBatch:
+        masks = super().__call__(batch_size, generator)
+        self.widths.append((masks.context_idx.shape[1], masks.target_idx.shape[2]))
+        return masks
 
 
 # --------------------------------------------------------------------------- machine

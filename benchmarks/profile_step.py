@@ -43,7 +43,6 @@ from selfsup.build.simclr import simclr_trainer  # noqa: E402
 from selfsup.config import load_config  # noqa: E402
 from selfsup.engine.protocol import Method  # noqa: E402
 from selfsup.engine.runtime import select_device  # noqa: E402
-from selfsup.masks import MaskBatch, MaskCollator  # noqa: E402
 from selfsup.methods.ijepa import IJEPA  # noqa: E402
 from selfsup.recipes import IJEPAConfig, SimCLRConfig  # noqa: E402
 from selfsup.study import machine  # noqa: E402
@@ -62,19 +61,6 @@ WAITS = (
     "aten::_local_scalar_dense",
     "aten::nonzero",
 )
-
-
-class WidthRecorder(MaskCollator):
-    """The method's collator, recording each batch's (context, target) widths."""
-
-    def __init__(self, base: MaskCollator) -> None:
-        super().__init__(base.sampler, base.batching)
-        self.widths: list[tuple[int, int]] = []
-
-    def __call__(self, batch_size: int, generator: torch.Generator | None = None) -> MaskBatch:
-        masks = super().__call__(batch_size, generator)
-        self.widths.append((masks.context_idx.shape[1], masks.target_idx.shape[2]))
-        return masks
 
 
 class ProfilerStep:
@@ -174,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         trainer = build(args, device, run_dir, cb)
         recorder = None
         if isinstance(trainer.method, IJEPA):
-            recorder = trainer.method.collator = WidthRecorder(trainer.method.collator)
+            recorder = trainer.method.collator = common.RecordingCollator(trainer.method.collator)
         cb.times[0] = time.perf_counter()
         trainer.fit()
     print(f"== profile of {args.method}, batch {args.batch_size}, device {device}")

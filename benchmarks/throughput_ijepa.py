@@ -55,7 +55,6 @@ from selfsup.build.ijepa import build_ijepa, ijepa_trainer  # noqa: E402
 from selfsup.config import apply_overrides, load_config  # noqa: E402
 from selfsup.engine.runtime import select_device  # noqa: E402
 from selfsup.losses.ijepa import ijepa_loss  # noqa: E402
-from selfsup.masks import MaskBatch, MaskCollator  # noqa: E402
 from selfsup.methods.ijepa import IJEPA, ema_update_, gather_targets  # noqa: E402
 from selfsup.recipes import IJEPAConfig  # noqa: E402
 
@@ -69,19 +68,6 @@ NAMES = {
     "lightly": "lightly example (fp32)",
     "lightly-bf16": "lightly example (bf16)",
 }
-
-
-class RecordingCollator(MaskCollator):
-    """selfsup's collator, recording each batch's processed widths (context K, target T)."""
-
-    def __init__(self, base: MaskCollator) -> None:
-        super().__init__(base.sampler, base.batching)
-        self.widths: list[tuple[int, int]] = []
-
-    def __call__(self, batch_size: int, generator: torch.Generator | None = None) -> MaskBatch:
-        masks = super().__call__(batch_size, generator)
-        self.widths.append((masks.context_idx.shape[1], masks.target_idx.shape[2]))
-        return masks
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -129,7 +115,7 @@ def time_selfsup(
     cfg: IJEPAConfig, images: torch.Tensor, marks: list[int], device: torch.device
 ) -> tuple[list[float], list[tuple[int, int]]]:
     """Clock reads of one real ``fit()`` and the mask widths of its steps."""
-    recorded: list[RecordingCollator] = []
+    recorded: list[common.RecordingCollator] = []
 
     def make(clock: common.StepClock, run_dir: str) -> Any:
         c = apply_overrides(
@@ -138,7 +124,7 @@ def time_selfsup(
         trainer = ijepa_trainer(c, images, total_steps=marks[-1], callbacks=[clock])
         method = trainer.method
         assert isinstance(method, IJEPA)
-        method.collator = RecordingCollator(method.collator)
+        method.collator = common.RecordingCollator(method.collator)
         recorded.append(method.collator)
         return trainer
 
