@@ -43,7 +43,7 @@ class Arm:
 ARMS: dict[str, Arm] = {
     arm.name: arm
     for arm in (
-        Arm("simclr_resnet", "SimCLR ResNet-18 x0.25", "simclr", "simclr_cifar10_cpu60m.yaml"),
+        Arm("simclr_resnet", "SimCLR ResNet-18 x0.5", "simclr", "simclr_cifar10_cpu60m.yaml"),
         Arm("simclr_vit", "SimCLR ViT-tiny", "simclr", "simclr_cifar10_vit_tiny.yaml"),
         Arm("ijepa_vit", "I-JEPA ViT-tiny", "ijepa", "ijepa_cifar10_vit_tiny.yaml"),
     )
