@@ -16,7 +16,7 @@ from test_cli import assert_user_error, make_dataset, overrides, run
 from selfsup.config import ConfigError, load_config
 from selfsup.engine.schedules import ramp_size
 from selfsup.recipes import SimCLRConfig
-from selfsup.study.arms import ARMS, parse_sweep, split_values
+from selfsup.study.arms import ARMS, parse_sweep, recipe_path, split_values
 from selfsup.study.claims import study_claims
 from selfsup.study.plan import MIN_BUDGET_S, StudySettings, plan_runs
 from selfsup.study.report import build_blocks, to_html, to_markdown
@@ -106,8 +106,11 @@ def test_plan_runs_builds_every_arm(tmp_path: Path) -> None:
     for r in runs:
         assert r.config.train.run_dir == str(tmp_path / "study" / r.name)
         assert r.config.train.knn_every_epochs == 0  # the monitor would eat the budget
-    # Every arm is measured on the 32 px test images; the ResNet arm trains on 24 px crops.
-    assert [r.config.augment.size for r in runs] == [24, 32, 32]
+    # Every arm is measured on the 32 px test images; the ResNet arm trains on its recipe's
+    # smaller crops (FixRes), the ViT arms at 32 px (their grid is fixed).
+    resnet_recipe = load_config(SimCLRConfig, str(recipe_path(runs[0].arm.recipe)), [])
+    assert resnet_recipe.augment.size < 32
+    assert [r.config.augment.size for r in runs] == [resnet_recipe.augment.size, 32, 32]
     assert [eval_side(r.config) for r in runs] == [32, 32, 32]
     # A SimCLR-only key reaches the SimCLR arms and not I-JEPA.
     runs = plan_runs(settings(tmp_path, budget="10m", overrides=("loss.temperature=0.3",)))
