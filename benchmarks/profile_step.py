@@ -27,6 +27,7 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,15 +44,18 @@ from selfsup.build.simclr import simclr_trainer  # noqa: E402
 from selfsup.config import load_config  # noqa: E402
 from selfsup.engine.protocol import Method  # noqa: E402
 from selfsup.engine.runtime import select_device  # noqa: E402
+from selfsup.engine.trainer import Trainer  # noqa: E402
 from selfsup.methods.ijepa import IJEPA  # noqa: E402
 from selfsup.recipes import IJEPAConfig, SimCLRConfig  # noqa: E402
 from selfsup.study import machine  # noqa: E402
 
-RECIPES = {
-    "simclr": "configs/simclr_cifar10_gpu.yaml",
-    "ijepa": "configs/ijepa_cifar10_vit_tiny.yaml",
+#: Per method: its config schema, default recipe and trainer factory.
+METHODS: dict[str, tuple[type, str, Callable[..., Trainer]]] = {
+    "simclr": (SimCLRConfig, "configs/simclr_cifar10_gpu.yaml", simclr_trainer),
+    "ijepa": (IJEPAConfig, "configs/ijepa_cifar10_vit_tiny.yaml", ijepa_trainer),
 }
-#: Profiler event names that make the host wait for the device (or read a device scalar).
+#: Profiler event names that can make the host wait for the device (a synchronisation, a
+#: device scalar read, a copy from pageable memory, an allocation).
 WAITS = (
     "cudaStreamSynchronize",
     "cudaDeviceSynchronize",
@@ -70,7 +74,7 @@ class ProfilerStep:
 
     def __init__(self, prof: Any, device: torch.device, sync: bool) -> None:
         self.prof, self.device, self.sync = prof, device, sync
-        self.times: list[float] = [time.perf_counter()]
+        self.times: list[float] = []  # the clock before the first step, then after each
 
     def __call__(self, step: int, method: Method) -> dict[str, float]:
         if self.sync:
@@ -82,7 +86,7 @@ class ProfilerStep:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("method", choices=sorted(RECIPES))
+    p.add_argument("method", choices=sorted(METHODS))
     p.add_argument("overrides", nargs="*", help="key=value overrides of the recipe")
     p.add_argument("--config", help="recipe (default: the method's GPU / CIFAR recipe)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
@@ -99,7 +103,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def build(args: argparse.Namespace, device: torch.device, run_dir: str, cb: ProfilerStep) -> Any:
+def build(
+    args: argparse.Namespace, device: torch.device, run_dir: str, cb: ProfilerStep
+) -> Trainer:
     """The method's trainer for ``warmup + steps`` steps, ``cb`` among its callbacks."""
     keys = [
         f"train.batch_size={args.batch_size}",
@@ -110,12 +116,10 @@ def build(args: argparse.Namespace, device: torch.device, run_dir: str, cb: Prof
         f"train.checkpoint_every={10**9}",
         *args.overrides,
     ]
-    total = args.warmup + args.steps
-    kind = IJEPAConfig if args.method == "ijepa" else SimCLRConfig
-    cfg = load_config(kind, args.config or RECIPES[args.method], keys)
+    schema, recipe, make = METHODS[args.method]
+    cfg = load_config(schema, args.config or recipe, keys)
     images = load_split(cfg.data, "train", labelled=False).images
-    make = ijepa_trainer if args.method == "ijepa" else simclr_trainer
-    return make(cfg, images, total_steps=total, callbacks=[cb])
+    return make(cfg, images, total_steps=args.warmup + args.steps, callbacks=[cb])
 
 
 def print_steps(
@@ -161,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         recorder = None
         if isinstance(trainer.method, IJEPA):
             recorder = trainer.method.collator = common.RecordingCollator(trainer.method.collator)
-        cb.times[0] = time.perf_counter()
+        cb.times.append(time.perf_counter())
         trainer.fit()
     print(f"== profile of {args.method}, batch {args.batch_size}, device {device}")
     for key, value in machine.hardware(device).items():

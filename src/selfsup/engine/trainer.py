@@ -38,12 +38,7 @@ from selfsup.engine.checkpoint import (
 from selfsup.engine.loss_reader import LossReader, LossReading
 from selfsup.engine.metrics import MetricsLogger, ProgressBar
 from selfsup.engine.protocol import Method, PeriodicCallback
-from selfsup.engine.runtime import (
-    epoch_batches,
-    host_to_device,
-    seed_everything,
-    select_device,
-)
+from selfsup.engine.runtime import epoch_batches, host_to_device, seed_everything, select_device
 from selfsup.engine.settings import TrainerSettings, TrainSummary
 
 __all__ = ["NonFiniteLossError", "PeriodicCallback", "TrainSummary", "Trainer", "TrainerSettings"]
