@@ -2,7 +2,7 @@
 
 Both sides get the same minutes (default 10) on the same machine, one after the other:
 
-* **lightly**: lightly 1.6's example pipeline (``common.lightly_*``: ImageFolder over the
+* **lightly**: lightly 1.6's example pipeline (``lightly_examples.lightly_*``: ImageFolder over the
   JPEG files, ``SimCLRTransform(input_size=32, gaussian_blur=0.0)``, DataLoader with 2
   workers, batch 256, SGD lr 0.06, fp32, ResNet-18 with the CIFAR stem). The clock starts
   before the dataset and the DataLoader are built (worker start-up counts) and the time is
@@ -22,9 +22,10 @@ split as the bank, test split as queries. selfsup's encoder comes from its check
 sees images at the checkpoint's test resolution (``meta["image_size"]``: the recipe's
 ``eval.image_size``, else its training size; 32 px for the CPU presets). lightly's
 backbone was trained on views normalised with ImageNet statistics (SimCLRTransform's
-default), so it is evaluated behind that same normalisation (``common.ImageNetNormalize``),
-as lightly's own kNN evaluation does. Baselines in the same table: a randomly initialised
-ResNet-18 (CIFAR stem) and raw pixels (flattened [0, 1] pixels as features).
+default), so it is evaluated behind that same normalisation
+(``lightly_examples.ImageNetNormalize``), as lightly's own kNN evaluation does. Baselines in
+the same table: a randomly initialised ResNet-18 (CIFAR stem) and raw pixels (flattened
+[0, 1] pixels as features).
 
 Usage (from the repository root)::
 
@@ -50,6 +51,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402 - the benchmarks' shared module, beside this script
+import lightly_examples  # noqa: E402 - lightly's reference pipelines, beside this script
 
 from selfsup.build import load_split, pretrain_simclr  # noqa: E402
 from selfsup.config import ConfigError, load_config  # noqa: E402
@@ -75,7 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--minutes", type=float, help="wall-clock budget per side (default 10)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
     p.add_argument("--batch-size", type=int, default=256, help="lightly's batch (example: 256)")
-    p.add_argument("--workers", type=int, default=common.LIGHTLY_WORKERS)
+    p.add_argument("--workers", type=int, default=lightly_examples.LIGHTLY_WORKERS)
     p.add_argument("--knn-train", type=int, help="evaluate on a random subset of train")
     p.add_argument("--knn-test", type=int, help="evaluate on a random subset of test")
     p.add_argument("--k", type=int, default=200)
@@ -113,10 +115,10 @@ def train_lightly(
     budget = 60.0 * args.minutes
     torch.manual_seed(0)
     start = time.perf_counter()
-    loader = common.lightly_loader(args.batch_size, args.workers)
-    model = common.lightly_model(device)
+    loader = lightly_examples.lightly_loader(args.batch_size, args.workers)
+    model = lightly_examples.lightly_model(device)
     model.train()
-    step = common.lightly_trainer(model, device)
+    step = lightly_examples.lightly_trainer(model, device)
     batches = common.endless(loader)
     steps = 0
     try:
@@ -140,7 +142,7 @@ def train_lightly(
         "wall_s": wall,
         "final_loss": float(loss),
     }
-    return common.ImageNetNormalize(model.backbone), stats
+    return lightly_examples.ImageNetNormalize(model.backbone), stats
 
 
 def train_selfsup(cfg: SimCLRConfig) -> tuple[nn.Module, int | None, dict[str, Any]]:

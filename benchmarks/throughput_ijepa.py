@@ -21,10 +21,11 @@ Runs, one after the other in one process:
   clocked by ``common.StepClock``. ``truncate`` cuts every mask to the batch minimum,
   ``pad`` pads to the maximum: they process different token counts (printed).
 * **lightly model only** (bf16): lightly's network on one pre-made batch (its masks).
-* **lightly example (fp32)**: ``examples/pytorch/ijepa.py`` (``common.LightlyExampleIJEPA``):
-  ImageFolder over the JPEG files, ``IJEPATransform(56, min_scale=0.3)``,
-  ``IJEPAMaskCollator`` with the same settings as the loader's ``collate_fn`` (2 persistent
-  workers), ``SmoothL1Loss``, ``AdamW(lr=1.5e-4)``, the example's EMA loop; fp32.
+* **lightly example (fp32)**: ``examples/pytorch/ijepa.py``
+  (``lightly_examples.LightlyExampleIJEPA``): ImageFolder over the JPEG files,
+  ``IJEPATransform(56, min_scale=0.3)``, ``IJEPAMaskCollator`` with the same settings as the
+  loader's ``collate_fn`` (2 persistent workers), ``SmoothL1Loss``, ``AdamW(lr=1.5e-4)``,
+  the example's EMA loop; fp32.
 * **lightly example (bf16)**: the same under bf16 autocast (selfsup's precision), so the
   ratio separates the gain of precision from the rest.
 
@@ -48,6 +49,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402 - the benchmarks' shared module, beside this script
+import lightly_examples  # noqa: E402 - lightly's reference pipelines, beside this script
 
 from selfsup.build import load_split  # noqa: E402
 from selfsup.build.common import make_optimizer  # noqa: E402
@@ -80,7 +82,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--size", type=int, default=56, help="crop size; 14x14 grid at 56 / patch 4")
     p.add_argument("--patch-size", type=int, default=4)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    p.add_argument("--workers", type=int, default=common.LIGHTLY_WORKERS)
+    p.add_argument("--workers", type=int, default=lightly_examples.LIGHTLY_WORKERS)
     p.add_argument("--threads", type=int, help="torch threads for every run (default: torch's)")
     p.add_argument("--lightly-threads", type=int, help="torch threads of lightly's runs only")
     p.add_argument(
@@ -162,8 +164,10 @@ def time_model_only(
     return common.timed_loop(marks, device, step), [widths]
 
 
-def lightly_model(args: argparse.Namespace, device: torch.device) -> common.LightlyExampleIJEPA:
-    return common.LightlyExampleIJEPA(
+def lightly_model(
+    args: argparse.Namespace, device: torch.device
+) -> lightly_examples.LightlyExampleIJEPA:
+    return lightly_examples.LightlyExampleIJEPA(
         args.size, args.patch_size, 192, 12, 3, 96, 6, match_mlp=args.match_predictor_mlp
     ).to(device)
 
@@ -174,9 +178,11 @@ def time_lightly(
     """lightly's example loop over its DataLoader (workers started before the clock), or
     with ``fixed`` its network alone on the loader's first batch."""
     torch.manual_seed(0)
-    loader = common.lightly_ijepa_loader(args.batch_size, args.size, args.patch_size, args.workers)
+    loader = lightly_examples.lightly_ijepa_loader(
+        args.batch_size, args.size, args.patch_size, args.workers
+    )
     model = lightly_model(args, device).train()
-    train = common.lightly_ijepa_trainer(model, device, marks[-1], bf16=bf16)
+    train = lightly_examples.lightly_ijepa_trainer(model, device, marks[-1], bf16=bf16)
     batches = common.endless(loader)
     widths: list[tuple[int, int]] = []
 
@@ -261,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         "image_size": args.size,
         "patch_size": args.patch_size,
         "grid": f"{args.size // args.patch_size}x{args.size // args.patch_size}",
-        "masks": common.IJEPA_MASKS,
+        "masks": lightly_examples.IJEPA_MASKS,
         **windows.settings(),
         "lightly_workers": args.workers,
         "lightly_torch_threads": args.lightly_threads or torch.get_num_threads(),

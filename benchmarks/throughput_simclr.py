@@ -21,7 +21,7 @@ Runs, one after the other in one process on the same machine:
   steps``, ... completed steps, so each repeat is one window of ``steps`` consecutive
   engine steps, and nothing is added to the timed steps. The final checkpoint is written
   after the last clock read.
-* **lightly**: lightly's example loop (``common.lightly_*``): ImageFolder over the JPEG
+* **lightly**: lightly's example loop (``lightly_examples.lightly_*``): ImageFolder over the JPEG
   files, ``SimCLRTransform(input_size=32, gaussian_blur=0.0)``, DataLoader (batch 256,
   shuffle, drop_last, 2 persistent workers), one forward pass per view, NT-Xent, SGD
   lr 0.06, fp32; the same backbone as selfsup. Windows as above, over consecutive steps of
@@ -53,6 +53,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402 - the benchmarks' shared module, beside this script
+import lightly_examples  # noqa: E402 - lightly's reference pipelines, beside this script
 
 from selfsup.build import build_simclr, load_split, simclr_trainer  # noqa: E402
 from selfsup.config import ConfigError, apply_overrides, load_config  # noqa: E402
@@ -80,7 +81,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--workers",
         type=int,
-        default=common.LIGHTLY_WORKERS,
+        default=lightly_examples.LIGHTLY_WORKERS,
         help="lightly's DataLoader workers (the example's setting here: 2)",
     )
     p.add_argument(
@@ -118,7 +119,7 @@ def selfsup_config(args: argparse.Namespace, device: torch.device) -> SimCLRConf
         "train.precision=bf16",
         "train.channels_last=true",
         "optim.name=sgd",
-        f"optim.lr={common.LIGHTLY_LR}",
+        f"optim.lr={lightly_examples.LIGHTLY_LR}",
         f"train.batch_size={args.batch_size}",
         f"train.device={device}",
         "train.progress=false",
@@ -188,10 +189,10 @@ def time_lightly(
 ) -> list[float]:
     """lightly's example loop over its own DataLoader (workers started before the clock)."""
     torch.manual_seed(0)
-    loader = common.lightly_loader(args.batch_size, args.workers)
-    model = common.lightly_model(device, channels_last=bf16)
+    loader = lightly_examples.lightly_loader(args.batch_size, args.workers)
+    model = lightly_examples.lightly_model(device, channels_last=bf16)
     model.train()
-    step = common.lightly_trainer(model, device, bf16=bf16)
+    step = lightly_examples.lightly_trainer(model, device, bf16=bf16)
     batches = common.endless(loader)
     try:
         return _timed_loop(marks, device, lambda: step(next(batches)))
