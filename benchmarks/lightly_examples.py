@@ -80,15 +80,15 @@ class LightlyExampleSimCLR(nn.Module):
         return z
 
 
-def lightly_loader(
-    batch_size: int, num_workers: int = LIGHTLY_WORKERS
+def example_loader(
+    transform: Callable[[Any], Any],
+    batch_size: int,
+    num_workers: int,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
 ) -> torch.utils.data.DataLoader[Any]:
-    """lightly's CIFAR-10 data path: ImageFolder over the JPEG train tree, SimCLRTransform."""
-    from lightly.transforms import SimCLRTransform
-
-    root = cifar10_train_folder()
-    transform = SimCLRTransform(input_size=LIGHTLY_INPUT_SIZE, gaussian_blur=0.0)
-    dataset = torchvision.datasets.ImageFolder(str(root), transform=transform)
+    """The examples' loader: ``ImageFolder`` over the CIFAR-10 JPEG train tree with
+    ``transform``, shuffled, last partial batch dropped, persistent worker processes."""
+    dataset = torchvision.datasets.ImageFolder(str(cifar10_train_folder()), transform=transform)
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=batch_size,
@@ -96,7 +96,18 @@ def lightly_loader(
         drop_last=True,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
+        collate_fn=collate_fn,
     )
+
+
+def lightly_loader(
+    batch_size: int, num_workers: int = LIGHTLY_WORKERS
+) -> torch.utils.data.DataLoader[Any]:
+    """lightly's CIFAR-10 data path: ImageFolder over the JPEG train tree, SimCLRTransform."""
+    from lightly.transforms import SimCLRTransform
+
+    transform = SimCLRTransform(input_size=LIGHTLY_INPUT_SIZE, gaussian_blur=0.0)
+    return example_loader(transform, batch_size, num_workers)
 
 
 def lightly_model(device: torch.device, channels_last: bool = False) -> LightlyExampleSimCLR:
@@ -183,16 +194,7 @@ def lightly_ijepa_loader(
         min_keep=m["min_context"],
     )
     transform = IJEPATransform(input_size=size, min_scale=IJEPA_CROP_MIN)
-    dataset = torchvision.datasets.ImageFolder(str(cifar10_train_folder()), transform=transform)
-    return torch.utils.data.DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=True,
-        drop_last=True,
-        num_workers=num_workers,
-        persistent_workers=num_workers > 0,
-        collate_fn=collator,
-    )
+    return example_loader(transform, batch_size, num_workers, collate_fn=collator)
 
 
 class LightlyExampleIJEPA(nn.Module):
