@@ -99,20 +99,24 @@ def test_eval_reads_ijepa_checkpoints(trained: tuple[Path, str]) -> None:
     assert round(json.loads(text)["knn_top1"], 2) == top1_line(out, "knn")
 
 
-def test_eval_image_size_other_than_a_vits_own_is_an_error(trained: tuple[Path, str]) -> None:
+def test_eval_image_size_on_a_vit_takes_multiples_of_its_patch(trained: tuple[Path, str]) -> None:
+    """The checkpoint's ViT (32 px, 8 px patches) tests at 40 px on a 5x5 grid; 36 px is no
+    multiple of the patch and fails with the two nearest valid sides."""
     ckpt = trained[0] / "last.pt"
-    base = ("eval", "knn", "--checkpoint", ckpt, "--k", 5, "--device", "cpu")
-    assert_user_error(run(*base, "--image-size", 40), "--image-size 40", "32 px", "pass 32")
-    code, _, err = run(*base, "--image-size", 32)
+    base = ("eval", "knn", "--checkpoint", ckpt, "--k", 5, "--device", "cpu", "--json")
+    err = assert_user_error(run(*base, "--image-size", 36), "--image-size=36", "multiple of 8")
+    assert "use 32 or 40" in err
+    code, text, err = run(*base, "--image-size", 40)
     assert code == 0, err
+    assert 0 <= json.loads(text)["knn_top1"] <= 100
 
 
-def test_eval_image_size_key_other_than_a_vits_own_fails_before_training(
+def test_eval_image_size_key_off_the_patch_grid_fails_before_training(
     data: Path, tmp_path: Path
 ) -> None:
-    keys = ijepa_overrides(data, tmp_path / "run", **{"eval.image_size": 40})
-    err = assert_user_error(run("pretrain", "ijepa", *keys), "eval.image_size=40", "32 px only")
-    assert "set it to 32" in err
+    keys = ijepa_overrides(data, tmp_path / "run", **{"eval.image_size": 36})
+    err = assert_user_error(run("pretrain", "ijepa", *keys), "eval.image_size=36", "multiple of 8")
+    assert "use 32 or 40" in err
     assert not (tmp_path / "run" / "last.pt").exists()
 
 
@@ -196,10 +200,10 @@ def test_simclr_trains_a_vit(data: Path, tmp_path: Path) -> None:
     assert meta["encoder"] == {"name": "vit_tiny", "kwargs": {"img_size": 32, "patch_size": 8}}
     assert meta["eval_encoder_prefix"] == "net.encoder.encoder."
     assert top1_line(out, "knn") >= 0
-    # The ViT's grid is fixed: another test resolution fails before training.
-    other = [*args, f"train.run_dir={tmp_path / 'vit40'}", "eval.image_size=40"]
-    assert_user_error(run("pretrain", "simclr", *other), "eval.image_size=40", "32 px only")
-    assert not (tmp_path / "vit40").exists()
+    # A test side off the ViT's patch grid fails before training.
+    other = [*args, f"train.run_dir={tmp_path / 'vit36'}", "eval.image_size=36"]
+    assert_user_error(run("pretrain", "simclr", *other), "eval.image_size=36", "multiple of 8")
+    assert not (tmp_path / "vit36").exists()
 
 
 def test_help_lists_ijepa_keys() -> None:

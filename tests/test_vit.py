@@ -1,7 +1,8 @@
 """ViT encoders of I-JEPA and token pooling: sine-cosine embeddings against MAE's formula and
-lightly, token dropping (gather before the blocks, dropped patches cost nothing), padding
-masks, attention against a naive transcription, I-JEPA's initialisation, parameter counts
-against closed forms and timm's ViT-B/16, and the pooled evaluation representation."""
+lightly and at other grids (patch centres in training-grid units), token dropping (gather
+before the blocks, dropped patches cost nothing), padding masks, attention against a naive
+transcription, I-JEPA's initialisation, parameter counts against closed forms and timm's
+ViT-B/16, and the pooled evaluation representation."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from lightly.models import utils as lightly_utils
 from selfsup.models import TokenPooling, VisionTransformer, create_model, list_models
 from selfsup.models import transformer as transformer_module
 from selfsup.models.transformer import Attention, sincos_pos_embed_2d
-from selfsup.models.vit import IMAGENET_MEAN, IMAGENET_STD
+from selfsup.models.vit import IMAGENET_MEAN, IMAGENET_STD, vit_patch_size
 
 
 def small_vit(**kwargs: object) -> VisionTransformer:
@@ -55,6 +56,56 @@ def test_sincos_matches_mae_formula(dim: int, grid: tuple[int, int]) -> None:
 def test_sincos_matches_lightly() -> None:
     theirs = lightly_utils.get_2d_sincos_pos_embed(64, 7, cls_token=False)
     torch.testing.assert_close(sincos_pos_embed_2d(64, (7, 7)), torch.from_numpy(theirs).float())
+
+
+@pytest.mark.parametrize("grid, extent", [((10, 10), (8, 8)), ((3, 6), (4, 4)), ((4, 4), (4, 4))])
+def test_sincos_at_another_grid_is_the_formula_at_patch_centres(
+    grid: tuple[int, int], extent: tuple[int, int]
+) -> None:
+    """Patch centre i of an H-row grid over the image of an H0-row one sits at
+    (i + 1/2)·H0/H - 1/2 in the H0 grid's units; the embedding is the formula there."""
+    dim = 16
+    ours = sincos_pos_embed_2d(dim, grid, extent=extent)
+    quarter = dim // 4
+    expected = torch.zeros(grid[0] * grid[1], dim, dtype=torch.float64)
+    for r in range(grid[0]):
+        for c in range(grid[1]):
+            y = (r + 0.5) * extent[0] / grid[0] - 0.5
+            x = (c + 0.5) * extent[1] / grid[1] - 0.5
+            for half, coord in ((0, x), (1, y)):  # the column first, as MAE
+                for k in range(quarter):
+                    omega = 1.0 / 10000 ** (k / quarter)
+                    expected[r * grid[1] + c, half * 2 * quarter + k] = math.sin(coord * omega)
+                    expected[r * grid[1] + c, half * 2 * quarter + quarter + k] = math.cos(
+                        coord * omega
+                    )
+    torch.testing.assert_close(ours, expected.float(), rtol=0, atol=1e-6)
+    if grid == extent:  # the training grid itself: exactly the integer positions
+        assert torch.equal(ours, sincos_pos_embed_2d(dim, grid))
+
+
+def test_other_image_sizes_use_the_embeddings_at_their_patch_centres() -> None:
+    """A 16-px-trained ViT (4x4 grid) on 24 px images (6x6): the same network as one built
+    for 24 px, but with the 4x4 grid's positions resampled at the 6x6 patch centres."""
+    model = small_vit()
+    x = torch.randn(2, 3, 24, 24)
+    with torch.no_grad():
+        out = model(x)
+    assert out.shape == (2, 36, 32)
+    twin = small_vit(img_size=24)
+    twin.load_state_dict(model.state_dict())
+    twin.pos_embed.copy_(sincos_pos_embed_2d(32, (6, 6), extent=(4, 4)))
+    with torch.no_grad():
+        torch.testing.assert_close(out, twin(x))
+        torch.testing.assert_close(model.intermediate_layers(x, 1)[-1], out)
+        kept = model(x, torch.tensor([[35, 0], [7, 7]]))  # keep indexes the 6x6 grid
+    torch.testing.assert_close(kept, twin(x, torch.tensor([[35, 0], [7, 7]])))
+    assert model.pos_embed_for((6, 6)) is model.pos_embed_for((6, 6))  # computed once
+    assert model.pos_embed_for((4, 4)) is model.pos_embed
+    with torch.no_grad():  # the training size still uses the buffer
+        assert model(torch.zeros(1, 3, 16, 16)).shape == (1, 16, 32)
+    assert vit_patch_size(model) == 4 and vit_patch_size(TokenPooling(model)) == 4
+    assert vit_patch_size(create_model("resnet18", width=0.25)) is None
 
 
 def test_pos_embed_is_fixed_buffer() -> None:
@@ -288,8 +339,12 @@ def test_bad_arguments_raise() -> None:
         model(x, valid=torch.ones(2, 16, dtype=torch.bool))
     with pytest.raises(ValueError, match="all padding"):
         model(x, torch.tensor([[0, 1], [1, 2]]), torch.tensor([[True, False], [False, False]]))
-    with pytest.raises(ValueError, match=r"\(B, 3, 16, 16\)"):
-        model(torch.randn(2, 3, 32, 32))
+    with pytest.raises(ValueError, match=r"multiples of the patch size 4 \(trained at 16 x 16\)"):
+        model(torch.randn(2, 3, 18, 16))
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        model(torch.randn(2, 1, 16, 16))
+    with pytest.raises(ValueError, match=r"outside \[0, 36\)"):  # 24 px: a 6x6 grid
+        model(torch.randn(2, 3, 24, 24), torch.tensor([[0, 36], [1, 2]]))
 
 
 # ---------------------------------------------------------------- token pooling

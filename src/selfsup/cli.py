@@ -86,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         help="test resolution: every image is resized (bilinear, antialiased) to this side "
         "before the encoder; default: the checkpoint's training size. Larger than the "
-        "training crops can help a ResNet (FixRes; README); a ViT accepts only its own size",
+        "training crops can help (FixRes; README); a ViT takes multiples of its patch size",
     )
     ev.add_argument("--k", type=int, default=200, help="kNN neighbours")
     ev.add_argument("--temperature", type=float, default=0.1, help="kNN temperature")
@@ -184,29 +184,12 @@ def checkpoint_data(
     return apply_overrides(from_dict(SimCLRConfig, {"data": section}), overrides).data
 
 
-def _test_resolution(requested: int | None, meta: dict[str, Any]) -> int | None:
-    """The side images are resized to before the encoder: ``requested`` when given, else
-    the checkpoint's training size. A ViT's fixed position embeddings hold one grid only
-    (its ``img_size``, recorded in the checkpoint's encoder description), so it accepts
-    its own size alone; any encoder needs a positive side."""
-    if requested is None:
-        return meta.get("image_size")
-    if requested < 1:
-        raise ConfigError(f"--image-size must be a positive number of pixels, got {requested}.")
-    fixed = meta["encoder"]["kwargs"].get("img_size")
-    if fixed is not None and requested != fixed:
-        raise ConfigError(
-            f"--image-size {requested}: this checkpoint's encoder ({meta['encoder']['name']}) "
-            f"has position embeddings for {fixed} px images only; leave --image-size out "
-            f"or pass {fixed}."
-        )
-    return requested
-
-
 def _eval(args: argparse.Namespace) -> int:
     from selfsup import build, evaluation
+    from selfsup.build.common import check_test_size
     from selfsup.engine.runtime import select_device
     from selfsup.eval.finetune import LabelBudget
+    from selfsup.models.vit import vit_patch_size
 
     if args.protocol not in PROTOCOLS:
         raise unknown_name_error("evaluation protocol", args.protocol, PROTOCOLS)
@@ -216,7 +199,9 @@ def _eval(args: argparse.Namespace) -> int:
         raise ConfigError(f"--labels applies to finetune only, not to {args.protocol}.")
     budget = LabelBudget.parse(args.labels) if args.labels is not None else None
     encoder, meta = evaluation.encoder_from_checkpoint(args.checkpoint)
-    image_size = _test_resolution(args.image_size, meta)
+    image_size = meta.get("image_size")  # the recipe's test side (eval.image_size)
+    if args.image_size is not None:
+        image_size = check_test_size(args.image_size, vit_patch_size(encoder), "--image-size")
     data = checkpoint_data(meta, args.checkpoint, args.data, strict=args.strict)
     train = build.load_split(data, args.train_split, labelled=True)
     test = build.load_split(data, args.test_split, labelled=True)

@@ -182,23 +182,33 @@ def trainer_settings(t: TrainSection, *, per_process: int, total_steps: int) -> 
     )
 
 
-def test_resolution(eval_size: int | None, train_size: int, *, fixed_grid: bool = False) -> int:
-    """The side test images are resized to (``eval.image_size``, else the training size).
-
-    A convolutional encoder takes any side: training below the test size offsets the larger
-    apparent object size of random-resized crops (FixRes, Touvron et al. 2019). A ViT's fixed
-    position embeddings (``fixed_grid``) hold the training grid only.
-    """
+def test_resolution(
+    eval_size: int | None, train_size: int, *, patch_size: int | None = None
+) -> int:
+    """The side test images are resized to: ``eval.image_size`` (checked by
+    :func:`check_test_size`), else the training size."""
     if eval_size is None:
         return train_size
-    if isinstance(eval_size, bool) or eval_size < 1:
-        raise ConfigError(f"eval.image_size must be a positive number of pixels, got {eval_size}.")
-    if fixed_grid and eval_size != train_size:
+    return check_test_size(eval_size, patch_size, "eval.image_size")
+
+
+def check_test_size(size: int, patch_size: int | None, key: str) -> int:
+    """``size`` if an encoder can be tested at that side, else a ConfigError naming ``key``.
+
+    Training below the test size offsets the larger apparent object size of random-resized
+    crops (FixRes, Touvron et al. 2019). A convolutional encoder takes any side; a ViT
+    (``patch_size``) any multiple of its patch size, with position embeddings for the new
+    grid (``VisionTransformer.pos_embed_for``).
+    """
+    if isinstance(size, bool) or size < 1:
+        raise ConfigError(f"{key} must be a positive number of pixels, got {size}.")
+    if patch_size is not None and size % patch_size:
+        below = max(patch_size, size // patch_size * patch_size)
         raise ConfigError(
-            f"eval.image_size={eval_size}: the encoder has position embeddings for "
-            f"augment.size={train_size} px only; remove eval.image_size or set it to {train_size}."
+            f"{key}={size}: a ViT with {patch_size} px patches needs a side that is a "
+            f"multiple of {patch_size}; use {below} or {below + patch_size}."
         )
-    return eval_size
+    return size
 
 
 def knn_monitor(cfg: MethodConfig, steps_per_epoch: int, image_size: int) -> KNNMonitor:

@@ -140,7 +140,9 @@ def ijepa_trainer(
         total_steps = max(1, math.ceil(t.epochs * steps_per_epoch))
     torch.manual_seed(t.seed)
     method = build_ijepa(cfg, total_steps)
-    test_size = test_resolution(cfg.eval.image_size, cfg.augment.size, fixed_grid=True)
+    test_size = test_resolution(
+        cfg.eval.image_size, cfg.augment.size, patch_size=cfg.model.patch_size
+    )
     # Learning rates were set for batch 2048; lr_scaling rescales all three with the batch.
     scale = scale_learning_rate(1.0, t.batch_size, o.lr_scaling) / scale_learning_rate(
         1.0, PAPER_BATCH, o.lr_scaling

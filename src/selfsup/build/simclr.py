@@ -28,6 +28,7 @@ from selfsup.methods.simclr import SimCLR
 from selfsup.models import create_model, projection_head
 from selfsup.models.pooling import TokenPooling
 from selfsup.models.registry import model_arguments
+from selfsup.models.vit import vit_patch_size
 from selfsup.recipes import SimCLRConfig
 
 
@@ -108,8 +109,8 @@ def build_simclr(cfg: SimCLRConfig, total_steps: int | None = None) -> SimCLR:
     if side_at is not None and isinstance(encoder, TokenPooling):
         raise ConfigError(
             f"augment.start_size={a.start_size}: progressive resizing needs a convolutional "
-            f"encoder; {cfg.model.encoder} has position embeddings for {a.size} px only. "
-            "Remove augment.start_size."
+            f"encoder; {cfg.model.encoder} trains on one patch grid ({a.size} px; other sides "
+            "are for testing, eval.image_size). Remove augment.start_size."
         )
     # Built for evaluation (no run length), the method needs no schedule.
     resolution = None
@@ -154,7 +155,9 @@ def simclr_trainer(
     torch.manual_seed(cfg.train.seed)
     method = build_simclr(cfg, total_steps)
     token_model = isinstance(method.encoder, TokenPooling)
-    test_size = test_resolution(cfg.eval.image_size, cfg.augment.size, fixed_grid=token_model)
+    test_size = test_resolution(
+        cfg.eval.image_size, cfg.augment.size, patch_size=vit_patch_size(method.encoder)
+    )
     warmup = warmup_steps(o.warmup_epochs, t.epochs, steps_per_epoch, total_steps)
     lr = scale_learning_rate(o.lr, t.batch_size, o.lr_scaling)
     optimizer_factory = partial(

@@ -33,13 +33,22 @@ def sincos_pos_embed_1d(dim: int, pos: torch.Tensor) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=1)
 
 
-def sincos_pos_embed_2d(dim: int, grid: tuple[int, int]) -> torch.Tensor:
+def sincos_pos_embed_2d(
+    dim: int, grid: tuple[int, int], extent: tuple[int, int] | None = None
+) -> torch.Tensor:
     """Fixed 2-D sine-cosine position embeddings of an H×W patch grid: (H·W, dim), float32.
 
     Row-major patch order (index ``r·W + c``). Half of the channels encode one coordinate and
     half the other, exactly as MAE/I-JEPA ``get_2d_sincos_pos_embed``: that code builds
     ``np.meshgrid(grid_w, grid_h)``, so the *first* half encodes the column c and the second
     half the row r. Kept in that order so that checkpoints of either code line up.
+
+    ``extent`` (H0, W0): the grid whose integer positions the model was trained on. An H×W
+    grid over the same image then gets the embeddings of its patch centres in those units,
+    ``(i + 1/2)·H0/H - 1/2`` (and likewise for columns): the exact sine-cosine form of what
+    DeiT and the official I-JEPA code do to run a ViT at another resolution (bicubic
+    interpolation of the embedding table, ``align_corners=False``). ``None`` or ``extent ==
+    grid``: the integer positions 0..H-1, 0..W-1.
     """
     if dim % 4:
         raise ValueError(
@@ -47,7 +56,12 @@ def sincos_pos_embed_2d(dim: int, grid: tuple[int, int]) -> torch.Tensor:
             f"axis), got {dim}; choose embed_dim / predictor_dim as a multiple of 4"
         )
     h, w = grid
-    rows, cols = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    eh, ew = extent or grid
+
+    def centres(n: int, trained: int) -> torch.Tensor:  # exact integers when n == trained
+        return (torch.arange(n, dtype=torch.float64) + 0.5) * (trained / n) - 0.5
+
+    rows, cols = torch.meshgrid(centres(h, eh), centres(w, ew), indexing="ij")
     emb = torch.cat(
         [sincos_pos_embed_1d(dim // 2, cols), sincos_pos_embed_1d(dim // 2, rows)], dim=1
     )

@@ -12,6 +12,11 @@ convolution, then gathers the ``keep`` patches (with their position embeddings) 
 first block, so the transformer's cost scales with K, not N. Masks of different sizes can be
 padded to a common K; ``valid`` marks the real entries and the padding is excluded from
 attention as keys, so real tokens never see it.
+
+Other resolutions: images of any side that is a multiple of the patch size are accepted; a
+grid other than the training one gets sine-cosine embeddings at its patch centres in
+training-grid units (:meth:`VisionTransformer.pos_embed_for`), which is how ``selfsup eval
+--image-size`` and ``eval.image_size`` test a ViT at another resolution.
 """
 
 from __future__ import annotations
@@ -101,6 +106,7 @@ class VisionTransformer(nn.Module):
         self.register_buffer(
             "pos_embed", sincos_pos_embed_2d(embed_dim, self.grid), persistent=False
         )
+        self._other_grids: dict[tuple[int, int], torch.Tensor] = {}  # see pos_embed_for
         rgb = in_chans == 3
         mean = torch.tensor(IMAGENET_MEAN if rgb else (0.5,) * in_chans)
         std = torch.tensor(IMAGENET_STD if rgb else (0.25,) * in_chans)
@@ -119,19 +125,25 @@ class VisionTransformer(nn.Module):
     def embed(
         self, x: torch.Tensor, keep: torch.Tensor | None = None, valid: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Patch embeddings plus position embeddings, (B, N, D), or the ``keep`` ones (B, K, D)."""
-        expected = (self.patch_embed.in_channels, self.img_size, self.img_size)
-        if x.ndim != 4 or tuple(x.shape[1:]) != expected:
+        """Patch embeddings plus position embeddings, (B, N, D), or the ``keep`` ones (B, K, D).
+
+        ``x`` (B, C, H, W): any H and W that are multiples of the patch size. At another size
+        than ``img_size`` the grid is (H/p, W/p), N = its cells, ``keep`` indexes that grid,
+        and the position embeddings are those of :meth:`pos_embed_for`.
+        """
+        p, c = self.patch_size, self.patch_embed.in_channels
+        if x.ndim != 4 or x.shape[1] != c or x.shape[2] % p or x.shape[3] % p:
             raise ValueError(
-                f"expected images of shape (B, {', '.join(map(str, expected))}), "
-                f"got {tuple(x.shape)}"
+                f"expected images of shape (B, {c}, H, W) with H and W multiples of the patch "
+                f"size {p} (trained at {self.img_size} x {self.img_size}), got {tuple(x.shape)}"
             )
+        grid = (x.shape[2] // p, x.shape[3] // p)
         if keep is not None:
             if keep.ndim != 2 or keep.shape[0] != x.shape[0]:
                 raise ValueError(
                     f"keep must be (B, K) with B={x.shape[0]}, got {tuple(keep.shape)}"
                 )
-            check_indices(keep, self.num_patches, "keep", "(B, K)", valid)
+            check_indices(keep, grid[0] * grid[1], "keep", "(B, K)", valid)
         elif valid is not None:
             raise ValueError("valid marks padded entries of keep; pass keep with it")
         # The official recipe feeds ImageNet-normalised pixels; selfsup's images are in
@@ -141,10 +153,27 @@ class VisionTransformer(nn.Module):
         x = (x - self.pixel_mean) / self.pixel_std
         # One convolution over the whole image is cheap next to the blocks; the gather below
         # is what makes the blocks' cost scale with K.
-        tokens = self.patch_embed(x).flatten(2).transpose(1, 2) + self.pos_embed  # (B, N, D)
+        tokens = self.patch_embed(x).flatten(2).transpose(1, 2) + self.pos_embed_for(grid)
         if keep is None:
             return tokens
         return tokens.gather(1, keep.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+
+    def pos_embed_for(self, grid: tuple[int, int]) -> torch.Tensor:
+        """Position embeddings (H·W, D) of an H×W patch grid over the whole image.
+
+        The training grid's are the ``pos_embed`` buffer. Any other grid (a test image
+        resized to another side, FixRes) gets the sine-cosine embeddings of its patch centres
+        in training-grid units (:func:`sincos_pos_embed_2d` with ``extent``), so the same part
+        of the image keeps the same position; computed once per grid and device.
+        """
+        if grid == self.grid:
+            return self.pos_embed
+        cached = self._other_grids.get(grid)
+        if cached is None or cached.device != self.pos_embed.device:
+            dim = self.pos_embed.shape[1]
+            cached = sincos_pos_embed_2d(dim, grid, extent=self.grid).to(self.pos_embed.device)
+            self._other_grids[grid] = cached
+        return cached
 
     def forward(
         self, x: torch.Tensor, keep: torch.Tensor | None = None, valid: torch.Tensor | None = None
@@ -211,3 +240,12 @@ vit_small = _factory("vit_small")
 vit_base = _factory("vit_base")
 vit_large = _factory("vit_large")
 vit_huge = _factory("vit_huge")  # I-JEPA's main encoder is ViT-H/14: pass patch_size=14
+
+
+def vit_patch_size(module: nn.Module) -> int | None:
+    """The patch size of the :class:`VisionTransformer` inside ``module`` (a ViT, or a
+    wrapper such as ``TokenPooling``); ``None`` for an encoder without one (a ResNet)."""
+    for m in module.modules():
+        if isinstance(m, VisionTransformer):
+            return m.patch_size
+    return None
