@@ -29,14 +29,12 @@ from torch import nn
 
 from selfsup.data import resolve_cifar10
 from selfsup.models import create_model
+from selfsup.models.vit import IMAGENET_MEAN, IMAGENET_STD  # = SimCLRTransform's normalisation
 
 #: lightly's example settings (examples/pytorch/simclr.py, CIFAR-10 variant).
 LIGHTLY_LR = 0.06
 LIGHTLY_INPUT_SIZE = 32
 LIGHTLY_WORKERS = 2
-# SimCLRTransform's default normalisation (lightly.transforms.utils.IMAGENET_NORMALIZE).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 #: The paper's multi-block masks (Sec. 3, SPEC), on both sides of every I-JEPA benchmark.
 IJEPA_MASKS: dict[str, Any] = {
     "num_targets": 4,
@@ -64,7 +62,6 @@ def cifar10_train_folder() -> Path:
     return root
 
 
-# --------------------------------------------------------------------------- lightly
 class LightlyExampleSimCLR(nn.Module):
     """lightly's example model: ``z = head(backbone(x).flatten(1))``, (B, 3, S, S) -> (B, 128)."""
 
