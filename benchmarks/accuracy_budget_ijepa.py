@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402 - the benchmarks' shared module, beside this script
 
 from selfsup.build import load_split, pretrain_simclr  # noqa: E402
+from selfsup.build.common import test_resolution  # noqa: E402
 from selfsup.build.ijepa import encoder_init as ijepa_init  # noqa: E402
 from selfsup.build.ijepa import encoder_spec as ijepa_spec  # noqa: E402
 from selfsup.build.ijepa import pretrain_ijepa  # noqa: E402
@@ -233,7 +234,11 @@ def run(
         torch.manual_seed(0)
         net = create_model(spec["name"], **spec["kwargs"], **init)
         net = TokenPooling(net) if getattr(net, "token_output", False) else net
-        rows[name] = score(args, net, data, device, None)
+        # The trained rows' test side (their checkpoints' image_size), not the files' own.
+        side = test_resolution(
+            cfg.eval.image_size, cfg.augment.size, patch_size=cfg.model.patch_size
+        )
+        rows[name] = score(args, net, data, device, side)
     return rows
 
 
