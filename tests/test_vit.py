@@ -387,3 +387,32 @@ def test_attention_under_cpu_bf16_autocast_runs_in_fp32_and_matches() -> None:
     torch.testing.assert_close(got.float(), want, rtol=0.05, atol=0.05)
     got.float().sum().backward()  # the fp32 detour keeps the graph intact
     assert attn.qkv.weight.grad is not None
+
+
+def test_attention_leaves_cudnn_out_and_restores_the_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    # cuDNN attention builds a host-side plan per sequence length (slow for I-JEPA's varying
+    # context); the choice is global state, so it must hold during the call only.
+    seen: list[tuple[bool, bool]] = []
+    sdpa = F.scaled_dot_product_attention
+
+    def spy(*args: torch.Tensor, **kwargs: torch.Tensor | None) -> torch.Tensor:
+        backends = torch.backends.cuda
+        seen.append((backends.cudnn_sdp_enabled(), backends.flash_sdp_enabled()))
+        return sdpa(*args, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    Attention(16, num_heads=2)(torch.randn(2, 5, 16))
+    assert seen == [(False, True)]
+    assert torch.backends.cuda.cudnn_sdp_enabled() == before
+
+
+def test_index_values_are_read_on_the_cpu_only() -> None:
+    # On an accelerator, reading the values would make the host wait every step: a "meta"
+    # tensor has no values, so any read fails; out-of-range CPU indices still raise.
+    bad = torch.tensor([[0, 99]])
+    transformer_module.check_indices(bad.to("meta"), 16, "keep", "(B, K)")
+    with pytest.raises(ValueError, match=r"outside \[0, 16\)"):
+        transformer_module.check_indices(bad, 16, "keep", "(B, K)")
+    with pytest.raises(ValueError, match="LongTensor"):  # the metadata checks stay everywhere
+        transformer_module.check_indices(bad.float().to("meta"), 16, "keep", "(B, K)")

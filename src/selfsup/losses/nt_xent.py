@@ -113,12 +113,14 @@ def nt_xent(z_a: Tensor, z_b: Tensor, temperature: float = 0.5) -> Tensor:
         local = torch.arange(n, device=a.device)
         self_idx = torch.cat([offset + local, m + offset + local])  # anchor's own column
         pos_idx = torch.cat([m + offset + local, offset + local])  # its other view
-        rows = torch.arange(2 * n, device=a.device)
-        self_mask = torch.zeros_like(logits, dtype=torch.bool)
-        self_mask[rows, self_idx] = True
+        # The masks are comparisons, not index assignments: writing a Python scalar through
+        # indices copies it to the device and makes the host wait (CUDA's sync debug mode).
+        cols = torch.arange(2 * m, device=a.device)
+        self_mask = cols[None, :] == self_idx[:, None]  # (2N, 2M)
         # k ≠ i in the denominator: exp(-inf) = 0 removes the self-similarity exactly.
         logits = logits.masked_fill(self_mask, float("-inf"))
-        loss = torch.logsumexp(logits, dim=1) - logits[rows, pos_idx]
+        positives = logits.gather(1, pos_idx[:, None]).squeeze(1)  # (2N,)
+        loss = torch.logsumexp(logits, dim=1) - positives
         return loss.mean()
 
 
