@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU check of the project in one command, sized to a time budget (a lent GPU is
 # often lent for minutes): the CUDA tests, SimCLR and I-JEPA throughput (ours; lightly's too
-# when it is installed), a profile of I-JEPA steps (benchmarks/profile_step.py), then the
+# when it is installed), profiles of I-JEPA and SimCLR steps (benchmarks/profile_step.py), then the
 # GPU recipe for as many epochs as fit, with --eval.
 #
 #   bash benchmarks/gpu_check.sh [BUDGET_SECONDS] [OUT_DIR]       (defaults: 540, gpu_check)
@@ -60,6 +60,11 @@ timeout 120 python3 benchmarks/profile_step.py ijepa --device "$DEVICE" --batch-
   --warmup 20 --steps 10 --trace "$OUT/ijepa_trace.json.gz" "${QUICK_FLAG[@]}" \
   augment.size=56 model.patch_size=4 augment.flip=true >"$OUT/profile_ijepa.log" 2>&1
 sed -n '/^host waits/,$p' "$OUT/profile_ijepa.log" | tee -a "$OUT/summary.log"
+
+say "SimCLR step profile, batch 512"
+timeout 90 python3 benchmarks/profile_step.py simclr --device "$DEVICE" --batch-size 512 \
+  --warmup 20 --steps 10 "${QUICK_FLAG[@]}" >"$OUT/profile_simclr.log" 2>&1
+sed -n '/^host waits/,$p' "$OUT/profile_simclr.log" | tee -a "$OUT/summary.log"
 
 # The recipe's length: EPOCHS, or what the measured Trainer rate fits in the time left
 # after EVAL_SECONDS (10 % kept for the kNN monitor, start-up and the first epoch's tuning).
