@@ -86,9 +86,9 @@ def test_training_step_is_nt_xent_of_two_fresh_views_in_one_forward_pass() -> No
     torch.manual_seed(123)
     loss = method.training_step(x, step=0).loss
 
-    torch.manual_seed(123)  # replay the same draws by hand
-    v1 = method.augment(x)
-    v2 = method.augment(x)
+    torch.manual_seed(123)  # replay the same draws by hand: one call over both copies
+    v1, v2 = method.augment(torch.cat([x, x])).split(b)
+    assert not torch.equal(v1, v2)  # each image's two views are drawn independently
     z = method.net(torch.cat([v1, v2]))  # one pass: BN statistics over all 2B views
     expected = nt_xent(z[:b], z[b:], temperature=TAU)
     assert torch.equal(loss, expected)

@@ -86,7 +86,10 @@ class SimCLR(nn.Module):
         ``images``: (B, 3, H, W) uint8 on the training device.
         """
         b = images.shape[0]
-        views = torch.cat([self.augment(images), self.augment(images)], dim=0)
+        # Both views in one call over the 2B images (every parameter is drawn per image,
+        # so these are still two independent views): half the kernel launches of two
+        # calls, which bound the step on a GPU (some 540 per call; benchmarks/RESULTS.md).
+        views = self.augment(torch.cat([images, images], dim=0))
         logs: dict[str, torch.Tensor | float] = {}
         if self.resolution is not None:
             side = self.resolution(step)
