@@ -198,9 +198,9 @@ class _ForbidHostWaits(TorchDispatchMode):
     """Fail on the operations that make the host wait for an accelerator's result.
 
     On a CPU nothing waits, so this stands in for CUDA's sync debug mode: reading a value
-    (``item``, ``tolist``, ``bool``), data-sized outputs (``nonzero``) and Python data
-    turned into a tensor (``torch.tensor``, or a scalar written through indices), which
-    on a GPU is a blocking copy.
+    (``item``, ``bool``), data-sized outputs (``nonzero``) and Python data turned into a
+    tensor (``torch.tensor``, or a scalar written through indices), which on a GPU is a
+    blocking copy. ``tolist`` reads memory without dispatching, so it is not seen here.
     """
 
     FORBIDDEN = {

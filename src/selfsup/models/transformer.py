@@ -186,8 +186,9 @@ def check_indices(
     The caller has checked the number of dimensions (``shape`` names them in messages).
     The values are checked only for CPU tensors: reading them from an accelerator makes
     the host wait for the device in every step (CUDA's sync debug mode caught it on an
-    H200). There the masks come from the host-side collator, already checked, and an index
-    out of range still fails, in the gather kernel's own device-side bounds check.
+    H200). There the masks come from the host-side collator, which builds them within
+    range, and an index out of range still fails, in the gather kernel's own device-side
+    bounds check.
     """
     if idx.dtype != torch.long or idx.numel() == 0:
         raise ValueError(
