@@ -207,7 +207,8 @@ def test_eval_image_size_key_sets_the_test_resolution_of_eval_and_the_monitor(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Trained at 24 px with eval.image_size=32: the kNN monitor, --eval and selfsup eval's
-    default all feed the encoder 32 x 32 images; bad sizes fail before training."""
+    default all feed the encoder 32 x 32 images; bad sizes fail before training. The monitor
+    runs in the training precision (bf16 here)."""
     import selfsup.eval.monitor as monitor
 
     monitor_sizes: list[int | None] = []
@@ -215,13 +216,21 @@ def test_eval_image_size_key_sets_the_test_resolution_of_eval_and_the_monitor(
 
     def recording_extract(*args: Any, **kwargs: Any) -> torch.Tensor:
         monitor_sizes.append(kwargs.get("image_size"))
+        assert kwargs.get("precision") == "bf16"
         return extract(*args, **kwargs)
 
     monkeypatch.setattr(monitor, "extract_features", recording_extract)
     seen = record_eval_input_sides(monkeypatch)
     data, run_dir = make_dataset(tmp_path / "data"), tmp_path / "run"
     keys = overrides(
-        data, run_dir, **{"augment.size": 24, "eval.image_size": 32, "train.knn_every_epochs": 1}
+        data,
+        run_dir,
+        **{
+            "augment.size": 24,
+            "eval.image_size": 32,
+            "train.knn_every_epochs": 1,
+            "train.precision": "bf16",
+        },
     )
     code, out, err = run("pretrain", "simclr", *keys, "--eval")
     assert code == 0, err

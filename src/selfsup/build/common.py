@@ -212,7 +212,9 @@ def check_test_size(size: int, patch_size: int | None, key: str) -> int:
 
 
 def knn_monitor(cfg: MethodConfig, steps_per_epoch: int, image_size: int) -> KNNMonitor:
-    """The kNN monitor ``train.knn_every_epochs`` asks for, on the labelled splits."""
+    """The kNN monitor ``train.knn_every_epochs`` asks for, on the labelled splits, in the
+    training precision (bf16 features cost a CPU run 2.5x less time than fp32 ones: 3.2
+    against 8.2 s for 2000 images, ResNet-18 x0.5 at 32 px, one thread)."""
     train = load_split(cfg.data, cfg.data.train_split, labelled=True)
     test = load_split(cfg.data, cfg.data.test_split, labelled=True)
     assert train.labels is not None and test.labels is not None
@@ -227,6 +229,7 @@ def knn_monitor(cfg: MethodConfig, steps_per_epoch: int, image_size: int) -> KNN
         temperature=cfg.eval.knn_temperature,
         image_size=image_size,
         max_train=cfg.train.knn_max_train,
+        precision=cfg.train.precision,
     )
 
 
