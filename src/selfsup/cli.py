@@ -88,6 +88,14 @@ def _parser() -> argparse.ArgumentParser:
         "before the encoder; default: the checkpoint's training size. Larger than the "
         "training crops can help (FixRes; README); a ViT takes multiples of its patch size",
     )
+    ev.add_argument(
+        "--bn-recalibration-images",
+        type=int,
+        metavar="N",
+        help="re-estimate the encoder's BatchNorm statistics on N unlabelled train-split "
+        "images at the test size first (FixRes; README); 0: the training statistics; "
+        "default: the recipe's eval.bn_recalibration_images",
+    )
     ev.add_argument("--k", type=int, default=200, help="kNN neighbours")
     ev.add_argument("--temperature", type=float, default=0.1, help="kNN temperature")
     ev.add_argument(
@@ -157,6 +165,7 @@ def _pretrain(args: argparse.Namespace) -> int:
             linear_epochs=cfg.eval.linear_epochs,
             batch_size=cfg.eval.batch_size,
             device=select_device(cfg.train.device),
+            bn_recalibration_images=meta.get("bn_recalibration_images", 0),
         )
         _print_eval(result, as_json=False)
     dist.shutdown()
@@ -186,7 +195,7 @@ def checkpoint_data(
 
 def _eval(args: argparse.Namespace) -> int:
     from selfsup import build, evaluation
-    from selfsup.build.common import check_test_size
+    from selfsup.build.common import bn_recalibration_images, check_test_size
     from selfsup.engine.runtime import select_device
     from selfsup.eval.finetune import LabelBudget
     from selfsup.models.vit import vit_patch_size
@@ -202,6 +211,11 @@ def _eval(args: argparse.Namespace) -> int:
     image_size = meta.get("image_size")  # the recipe's test side (eval.image_size)
     if args.image_size is not None:
         image_size = check_test_size(args.image_size, vit_patch_size(encoder), "--image-size")
+    bn_images = meta.get("bn_recalibration_images", 0)  # the recipe's choice
+    if args.bn_recalibration_images is not None:
+        bn_images = bn_recalibration_images(
+            args.bn_recalibration_images, encoder, "--bn-recalibration-images"
+        )
     data = checkpoint_data(meta, args.checkpoint, args.data, strict=args.strict)
     train = build.load_split(data, args.train_split, labelled=True)
     test = build.load_split(data, args.test_split, labelled=True)
@@ -241,6 +255,7 @@ def _eval(args: argparse.Namespace) -> int:
         linear_epochs=args.epochs or 100,
         batch_size=args.batch_size,
         device=select_device(args.device),
+        bn_recalibration_images=bn_images,
     )
     _print_eval(result, args.json)
     return 0

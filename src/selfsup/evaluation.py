@@ -21,7 +21,7 @@ from torch import nn
 from selfsup.config import ConfigError
 from selfsup.data.datasets import ImageData
 from selfsup.engine.checkpoint import load_checkpoint
-from selfsup.eval import extract_features, knn_evaluate, linear_probe
+from selfsup.eval import extract_features, knn_evaluate, linear_probe, recalibrate_batchnorm
 from selfsup.eval.finetune import (
     LabelBudget,
     balanced_subset,
@@ -83,17 +83,22 @@ def evaluate(
     linear_epochs: int = 100,
     batch_size: int = 512,
     device: str | torch.device = "cpu",
+    bn_recalibration_images: int = 0,
 ) -> dict[str, float]:
     """kNN and/or linear top-1/top-5 (percent) of a frozen encoder on train -> test.
 
     The encoder is moved to ``device`` (in place, as ``nn.Module.to`` does): an encoder
-    rebuilt from a checkpoint arrives on the CPU.
+    rebuilt from a checkpoint arrives on the CPU. ``bn_recalibration_images`` > 0 first
+    re-estimates its BatchNorm statistics, in place, on that many unlabelled images of
+    ``train`` at ``image_size`` (:func:`~selfsup.eval.batchnorm.recalibrate_batchnorm`).
     """
     if train.labels is None or test.labels is None:
         raise ConfigError("Evaluation needs labelled train and test splits.")
     encoder = encoder.to(device)
     start = time.perf_counter()
     kw = {"batch_size": batch_size, "device": device, "image_size": image_size}
+    if bn_recalibration_images:
+        recalibrate_batchnorm(encoder, train.images, num_images=bn_recalibration_images, **kw)  # type: ignore[arg-type]
     f_train = extract_features(encoder, train.images, **kw)  # type: ignore[arg-type]
     f_test = extract_features(encoder, test.images, **kw)  # type: ignore[arg-type]
     out: dict[str, float] = {"feature_seconds": time.perf_counter() - start}

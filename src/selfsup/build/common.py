@@ -23,7 +23,7 @@ from selfsup.engine.checkpoint import load_checkpoint
 from selfsup.engine.optim import build_optimizer, parameter_groups
 from selfsup.engine.protocol import PeriodicCallback
 from selfsup.engine.trainer import CHECKPOINT_NAME, Trainer, TrainerSettings
-from selfsup.eval import KNNMonitor
+from selfsup.eval import KNNMonitor, batchnorm_layers
 from selfsup.models import is_model, list_models
 from selfsup.recipes import DataSection, EvalSection, TrainSection
 
@@ -209,6 +209,24 @@ def check_test_size(size: int, patch_size: int | None, key: str) -> int:
             f"multiple of {patch_size}; use {below} or {below + patch_size}."
         )
     return size
+
+
+def bn_recalibration_images(
+    value: int, encoder: nn.Module, key: str = "eval.bn_recalibration_images"
+) -> int:
+    """``value`` if ``encoder`` can use it, else a ConfigError naming ``key``: 0 (off) or at
+    least 2 images, and only for an encoder with BatchNorm layers."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value == 1:
+        raise ConfigError(
+            f"{key} must be 0 (keep the training statistics) or a number of images >= 2, "
+            f"got {value!r}."
+        )
+    if value and not batchnorm_layers(encoder):
+        raise ConfigError(
+            f"{key}={value}: this encoder ({type(encoder).__name__}) has no BatchNorm layers "
+            "to re-estimate (a ViT uses LayerNorm); set it to 0."
+        )
+    return value
 
 
 def knn_monitor(cfg: MethodConfig, steps_per_epoch: int, image_size: int) -> KNNMonitor:

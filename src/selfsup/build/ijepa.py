@@ -11,6 +11,7 @@ import torch
 
 from selfsup.build.common import (
     PretrainOutcome,
+    bn_recalibration_images,
     knn_monitor,
     make_optimizer,
     per_process_batch,
@@ -174,6 +175,9 @@ def ijepa_trainer(
         "eval_encoder_prefix": "target_encoder.",
         "eval_layers": cfg.model.eval_layers,
         "image_size": test_size,
+        "bn_recalibration_images": bn_recalibration_images(
+            cfg.eval.bn_recalibration_images, method.target_encoder
+        ),
     }
     return Trainer(
         method,

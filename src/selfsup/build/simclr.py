@@ -11,6 +11,7 @@ import torch
 
 from selfsup.build.common import (
     PretrainOutcome,
+    bn_recalibration_images,
     knn_monitor,
     make_optimizer,
     per_process_batch,
@@ -182,6 +183,9 @@ def simclr_trainer(
         "encoder": encoder_spec(cfg),
         "eval_encoder_prefix": "net.encoder.encoder." if token_model else "net.encoder.",
         "image_size": test_size,
+        "bn_recalibration_images": bn_recalibration_images(
+            cfg.eval.bn_recalibration_images, method.encoder
+        ),
     }
     return Trainer(
         method,

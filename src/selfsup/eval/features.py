@@ -99,6 +99,18 @@ def _pool(out: object, batch: int) -> Tensor:
     return out.mean(dim=1) if out.ndim == 3 else out
 
 
+def test_view(images: Tensor, device: torch.device, image_size: int | None) -> Tensor:
+    """A uint8 batch (B, 3, H, W) as the encoder sees it at test time: float in [0, 1] on
+    ``device``, resized to (image_size, image_size) (bilinear, antialiased) when given and
+    different from (H, W); no augmentation, no mean/std normalisation."""
+    x = images.to(device, non_blocking=True).float().div_(255.0)
+    if image_size is not None and tuple(x.shape[-2:]) != (image_size, image_size):
+        x = F.interpolate(
+            x, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=True
+        )
+    return x
+
+
 def extract_features(
     encoder: nn.Module,
     images: Tensor,
@@ -138,7 +150,6 @@ def extract_features(
         raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}.")
     device = torch.device(device)
     n = images.shape[0]
-    resize = image_size is not None and tuple(images.shape[-2:]) != (image_size, image_size)
     modes = [(m, m.training) for m in encoder.modules()]
     encoder.eval()
     chunks: list[Tensor] = []
@@ -148,17 +159,7 @@ def extract_features(
             torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"),
         ):
             for start in range(0, n, batch_size):
-                x = images[start : start + batch_size].to(device, non_blocking=True)
-                x = x.float().div_(255.0)
-                if resize:
-                    assert image_size is not None
-                    x = F.interpolate(
-                        x,
-                        size=(image_size, image_size),
-                        mode="bilinear",
-                        align_corners=False,
-                        antialias=True,
-                    )
+                x = test_view(images[start : start + batch_size], device, image_size)
                 chunks.append(_pool(encoder(x), x.shape[0]).float())
     finally:
         # Restore flag by flag rather than encoder.train(mode): submodules may differ.

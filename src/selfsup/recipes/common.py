@@ -61,3 +61,9 @@ class EvalSection:
         "test resolution of --eval, the kNN monitor and selfsup eval's default; None: "
         "augment.size (train below the test size on purpose: FixRes)",
     )
+    bn_recalibration_images: int = option(
+        0,
+        "before --eval and selfsup eval's default: re-estimate the encoder's BatchNorm "
+        "statistics on this many unlabelled train-split images at the test size (FixRes; "
+        "no labels, no weights change); 0 keeps the training statistics",
+    )
