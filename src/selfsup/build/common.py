@@ -223,8 +223,8 @@ def bn_recalibration_images(
         )
     if value and not batchnorm_layers(encoder):
         raise ConfigError(
-            f"{key}={value}: this encoder ({type(encoder).__name__}) has no BatchNorm layers "
-            "to re-estimate (a ViT uses LayerNorm); set it to 0."
+            f"{key}={value}: the encoder has no BatchNorm layers to re-estimate (a ViT uses "
+            "LayerNorm); set it to 0."
         )
     return value
 
