@@ -33,15 +33,17 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from selfsup.data.augment_ops import (
-    Interpolation,
+from selfsup.data.augment_color import (
     adjust_brightness,
     adjust_contrast,
     adjust_hue,
     adjust_saturation,
     color_jitter,
-    gaussian_blur,
     grayscale,
+)
+from selfsup.data.augment_ops import (
+    Interpolation,
+    gaussian_blur,
     hflip,
     resized_crop,
     rgb_to_grayscale,

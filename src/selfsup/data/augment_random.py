@@ -16,8 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from selfsup.data import augment_color as color
 from selfsup.data import augment_ops as ops
-from selfsup.data.augment_ops import HUE, Interpolation
+from selfsup.data.augment_color import HUE
+from selfsup.data.augment_ops import Interpolation
 
 Params = dict[str, Tensor]
 
@@ -198,7 +200,7 @@ class ColorJitter(RandomOp):
     def transform(self, x: Tensor, params: Params) -> Tensor:
         if self.strength == 0.0:
             return x  # every factor is the identity
-        return ops.color_jitter(x, params["factors"], params["order"])
+        return color.color_jitter(x, params["factors"], params["order"])
 
 
 class RandomGrayscale(RandomOp):
@@ -212,7 +214,7 @@ class RandomGrayscale(RandomOp):
         return {"applied": _coin(self.p, x, generator)}
 
     def transform(self, x: Tensor, params: Params) -> Tensor:
-        return ops.apply_where(x, params["applied"], lambda imgs, _: ops.grayscale(imgs))
+        return ops.apply_where(x, params["applied"], lambda imgs, _: color.grayscale(imgs))
 
 
 def blur_kernel_size(size: int) -> int:

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from selfsup.data import augment_color as color
 from selfsup.data import augment_ops as ops
 from selfsup.eval import extract_features
 
@@ -77,7 +78,7 @@ def transform_images(
     x = images.float().div(255.0)
     if task == "grayscale":
         labels = (torch.rand(n, generator=generator) < 0.2).long()
-        x = torch.where(labels.bool().view(-1, 1, 1, 1), ops.grayscale(x), x)
+        x = torch.where(labels.bool().view(-1, 1, 1, 1), color.grayscale(x), x)
     elif task == "rotation":
         labels = torch.randint(0, 4, (n,), generator=generator)
         x = ops.rotate90(x, labels)
