@@ -13,14 +13,34 @@ host reads it one step later, once the next step's work is queued: by then the c
 long done. The price is that a non-finite loss is seen one step late, after its optimiser
 step ran; the trainer therefore drains the reader before every checkpoint, so the last
 checkpoint on disk is still a good one. Elsewhere (CPU: the loss is already computed) the
-reading is immediate and the run stops before the bad optimiser step.
+reading is immediate and the run stops before the bad optimiser step. Either way the
+run stops with :class:`NonFiniteLossError`, naming the step and the last good checkpoint.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+
+from selfsup import dist
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the run stopped before the next checkpoint.
+
+    With immediate loss readings (CPU) it stopped before that step's optimiser step; with
+    deferred ones (CUDA, see :mod:`selfsup.engine.loss_reader`) one step later.
+
+    ``step`` is the 0-based index of the failed step; ``checkpoint_step`` the step count
+    of the last good checkpoint (``None`` if none was written).
+    """
+
+    def __init__(self, message: str, step: int, checkpoint_step: int | None) -> None:
+        super().__init__(message)
+        self.step = step
+        self.checkpoint_step = checkpoint_step
 
 
 @dataclass(frozen=True)
@@ -85,3 +105,47 @@ class LossReader:
 def _reading(index: int, host: torch.Tensor) -> LossReading:
     value, finite = host.tolist()
     return LossReading(index=index, value=float(value), finite=finite >= 1.0)
+
+
+def loss_and_finiteness(loss: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The detached scalar loss and the fraction of processes where it is finite.
+
+    Raises if ``loss`` is not a scalar attached to the autograd graph.
+    """
+    if loss.numel() != 1 or not loss.requires_grad:
+        raise ValueError(
+            "training_step must return a scalar loss attached to the autograd graph; got "
+            f"shape {tuple(loss.shape)}, requires_grad={loss.requires_grad}."
+        )
+    value = loss.detach().float().reshape(())
+    return value, dist.all_reduce_mean(torch.isfinite(value).float())
+
+
+def non_finite_loss_error(
+    reading: LossReading,
+    *,
+    deferred: bool,
+    total_steps: int,
+    checkpoint_path: Path,
+    checkpoint_step: int | None,
+) -> NonFiniteLossError:
+    """The error for a non-finite ``reading``: which step, when the run stopped, and
+    which checkpoint (if any) is the last good one."""
+    kept = (
+        f"the last good checkpoint '{checkpoint_path}' (step {checkpoint_step}) is kept"
+        if checkpoint_step is not None
+        else "no checkpoint had been written yet"
+    )
+    when = (
+        "stopped one step later (on this device losses are read a step late, so that "
+        "the host never waits for it; the weights in memory are not saved)"
+        if deferred
+        else "stopped before the optimiser step"
+    )
+    return NonFiniteLossError(
+        f"Non-finite loss ({reading.value}) at step {reading.index + 1} of {total_steps} "
+        f"(index {reading.index}); {when} and {kept}. Try a lower learning rate, gradient "
+        "clipping or fp32.",
+        step=reading.index,
+        checkpoint_step=checkpoint_step,
+    )

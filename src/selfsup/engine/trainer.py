@@ -35,7 +35,13 @@ from selfsup.engine.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from selfsup.engine.loss_reader import LossReader, LossReading
+from selfsup.engine.loss_reader import (
+    LossReader,
+    LossReading,
+    NonFiniteLossError,
+    loss_and_finiteness,
+    non_finite_loss_error,
+)
 from selfsup.engine.metrics import MetricsLogger, ProgressBar
 from selfsup.engine.protocol import Method, PeriodicCallback
 from selfsup.engine.runtime import epoch_batches, host_to_device, seed_everything, select_device
@@ -44,22 +50,6 @@ from selfsup.engine.settings import TrainerSettings, TrainSummary
 __all__ = ["NonFiniteLossError", "PeriodicCallback", "TrainSummary", "Trainer", "TrainerSettings"]
 
 CHECKPOINT_NAME = "last.pt"
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the run stopped before the next checkpoint.
-
-    With immediate loss readings (CPU) it stopped before that step's optimiser step; with
-    deferred ones (CUDA, see :mod:`selfsup.engine.loss_reader`) one step later.
-
-    ``step`` is the 0-based index of the failed step; ``checkpoint_step`` the step count
-    of the last good checkpoint (``None`` if none was written).
-    """
-
-    def __init__(self, message: str, step: int, checkpoint_step: int | None) -> None:
-        super().__init__(message)
-        self.step = step
-        self.checkpoint_step = checkpoint_step
 
 
 class Trainer:
@@ -220,7 +210,7 @@ class Trainer:
             scheduled = self._apply_schedules(index)
             with autocast:
                 result = self.method.training_step(batch, index)
-            for reading in reader.push(index, *self._loss_and_finite(result.loss)):
+            for reading in reader.push(index, *loss_and_finiteness(result.loss)):
                 loss_value = self._check_finite(reading, reader.deferred)
             self.optimizer.zero_grad(set_to_none=True)
             result.loss.backward()
@@ -278,38 +268,15 @@ class Trainer:
                     group[name] = value
         return values
 
-    @staticmethod
-    def _loss_and_finite(loss: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The detached scalar loss and the fraction of processes where it is finite."""
-        if loss.numel() != 1 or not loss.requires_grad:
-            raise ValueError(
-                "training_step must return a scalar loss attached to the autograd graph; got "
-                f"shape {tuple(loss.shape)}, requires_grad={loss.requires_grad}."
-            )
-        value = loss.detach().float().reshape(())
-        return value, dist.all_reduce_mean(torch.isfinite(value).float())
-
     def _check_finite(self, reading: LossReading, deferred: bool) -> float:
-        """The reading's loss; raises if it was not finite on some process."""
+        """The reading's loss; raises :class:`NonFiniteLossError` if it was not finite."""
         if reading.finite:
             return reading.value
-        kept = (
-            f"the last good checkpoint '{self.checkpoint_path}' (step "
-            f"{self._checkpoint_step}) is kept"
-            if self._checkpoint_step is not None
-            else "no checkpoint had been written yet"
-        )
-        when = (
-            "stopped one step later (on this device losses are read a step late, so that "
-            "the host never waits for it; the weights in memory are not saved)"
-            if deferred
-            else "stopped before the optimiser step"
-        )
-        raise NonFiniteLossError(
-            f"Non-finite loss ({reading.value}) at step {reading.index + 1} of "
-            f"{self.settings.total_steps} (index {reading.index}); {when} and {kept}. Try a "
-            "lower learning rate, gradient clipping or fp32.",
-            step=reading.index,
+        raise non_finite_loss_error(
+            reading,
+            deferred=deferred,
+            total_steps=self.settings.total_steps,
+            checkpoint_path=self.checkpoint_path,
             checkpoint_step=self._checkpoint_step,
         )
 
