@@ -18,7 +18,6 @@ from torch import Tensor, nn
 
 from selfsup.data import augment_color as color
 from selfsup.data import augment_ops as ops
-from selfsup.data.augment_color import HUE
 from selfsup.data.augment_ops import Interpolation
 
 Params = dict[str, Tensor]
@@ -193,7 +192,7 @@ class ColorJitter(RandomOp):
         applied = _coin(self.p, x, generator)
         # (1, 1, 1, 0) made on the device: a tensor from Python numbers would be a
         # host-to-device copy, which waits for the device.
-        identity = (torch.arange(4, device=x.device) < HUE).to(factors.dtype)
+        identity = (torch.arange(4, device=x.device) < color.HUE).to(factors.dtype)
         factors = torch.where(applied[:, None], factors, identity)
         return {"factors": factors, "order": order, "applied": applied}
 

@@ -31,7 +31,7 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the run stopped before the next checkpoint.
 
     With immediate loss readings (CPU) it stopped before that step's optimiser step; with
-    deferred ones (CUDA, see :mod:`selfsup.engine.loss_reader`) one step later.
+    deferred ones (CUDA, see the module docstring) one step later.
 
     ``step`` is the 0-based index of the failed step; ``checkpoint_step`` the step count
     of the last good checkpoint (``None`` if none was written).
