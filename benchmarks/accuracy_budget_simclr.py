@@ -10,8 +10,9 @@ Both sides get the same minutes (default 10) on the same machine, one after the 
 * **selfsup**: a recipe (default ``configs/simclr_cifar10_cpu10m.yaml``) run through
   ``selfsup.build.pretrain_simclr`` (the CLI's path) into a temporary run folder, timed
   from the call to its return (data loading, model building, training, final
-  checkpoint). The recipe fixes its own schedule (epochs, width, resolution), so it is
-  not cut at the budget: its wall time is reported and flagged when it overshoots.
+  checkpoint). Its ``train.budget`` is set to the same minutes (a calibration of 25 steps
+  then fixes the run's length, :mod:`selfsup.build.budget`), so it is not cut at the
+  budget: its wall time is reported and flagged when it overshoots.
   The decoded-image cache is filled before the clock starts, as lightly's JPEG files are
   already on disk.
 
@@ -33,7 +34,8 @@ Usage (from the repository root)::
     python benchmarks/accuracy_budget_simclr.py --quick         # smoke test
     python benchmarks/accuracy_budget_simclr.py --config configs/other.yaml train.epochs=30
 
-Positional ``key=value`` arguments override the recipe.
+Positional ``key=value`` arguments override the recipe (after the budget: a fixed length
+needs ``train.budget=none`` beside ``train.epochs``).
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ from selfsup.study.measure import subset  # noqa: E402
 DEFAULT_CONFIG = "configs/simclr_cifar10_cpu10m.yaml"
 PARTS = ("lightly", "selfsup", "baselines")
 # Quick mode shortens selfsup's recipe to a few steps (before the user's overrides).
-QUICK_OVERRIDES = ("train.epochs=0.02",)
+QUICK_OVERRIDES = ("train.budget=none", "train.epochs=0.02")
 LIGHTLY = "lightly example (fp32)"
 
 
@@ -272,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     device = select_device(args.device)
     with tempfile.TemporaryDirectory(prefix="bench_budget_") as run_dir:
         base = [f"train.run_dir={run_dir}", "train.progress=false", f"train.device={device}"]
+        base += [f"train.budget={args.minutes:g}m"]  # selfsup fills the same minutes
         cfg = load_config(
             SimCLRConfig, args.config, [*base, *args.quick_overrides, *args.overrides]
         )

@@ -55,7 +55,7 @@ from selfsup.build import load_split  # noqa: E402
 from selfsup.build.common import make_optimizer  # noqa: E402
 from selfsup.build.ijepa import build_ijepa, ijepa_trainer  # noqa: E402
 from selfsup.config import apply_overrides, load_config  # noqa: E402
-from selfsup.engine.runtime import select_device  # noqa: E402
+from selfsup.engine.runtime import resolve_precision, select_device  # noqa: E402
 from selfsup.losses.ijepa import ijepa_loss  # noqa: E402
 from selfsup.methods.ijepa import IJEPA, ema_update_, gather_targets  # noqa: E402
 from selfsup.recipes import IJEPAConfig  # noqa: E402
@@ -144,9 +144,8 @@ def time_model_only(
     opt = make_optimizer([method.online], name="adamw", lr=o.lr, weight_decay=o.weight_decay)
     x = method.augment(images[:b].to(device))
     masks = method.collator(b).to(device)
-    autocast = torch.autocast(
-        device.type, dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16"
-    )
+    bf16 = resolve_precision(cfg.train.precision, device) == "bf16"  # "auto": as the Trainer
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
     def step() -> None:
         with autocast:

@@ -203,6 +203,7 @@ def test_eval_image_size_sets_the_test_resolution(
     assert_user_error(run(*base, "--image-size", 0), "--image-size", "positive")
 
 
+@pytest.mark.filterwarnings("ignore:precision=bf16 on a CPU")  # emulated bf16: slow, not wrong
 def test_eval_image_size_key_sets_the_test_resolution_of_eval_and_the_monitor(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -98,6 +98,7 @@ def test_extract_features_average_pools_tokens() -> None:
     torch.testing.assert_close(feats, tokens.sum(dim=1) / tokens.shape[1])
 
 
+@pytest.mark.filterwarnings("ignore:precision=bf16 on a CPU")  # emulated bf16: slow, not wrong
 def test_extract_features_bf16_close_to_fp32() -> None:
     enc = _tiny_encoder()
     images = _images(4)

@@ -38,9 +38,9 @@ def test_parse_budget(text: str, seconds: float) -> None:
     assert parse_budget(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "ten minutes", "5d", "-5m", "m"])
+@pytest.mark.parametrize("text", ["", "ten minutes", "5d", "-5m", "m", "0m"])
 def test_parse_budget_rejects(text: str) -> None:
-    with pytest.raises(ConfigError, match="not a duration"):
+    with pytest.raises(ConfigError, match="not a positive duration"):
         parse_budget(text)
 
 
@@ -136,7 +136,7 @@ def test_sweep_plans_one_run_per_value(tmp_path: Path) -> None:
     ("kw", "fragments"),
     [
         ({"budget": "4m"}, ["below the minimum of 5 minutes", "--quick"]),
-        ({"budget": "soon"}, ["not a duration"]),
+        ({"budget": "soon"}, ["not a positive duration"]),
         ({"arms": "simclr_resnet,byol"}, ["byol"]),
         ({"overrides": ("optim.lrr=1",)}, ["optim.lrr"]),
         ({"overrides": ("train.batch_size=big",)}, ["train.batch_size"]),

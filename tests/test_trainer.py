@@ -302,6 +302,7 @@ def test_schedules_logs_and_callbacks(tmp_path: Path) -> None:
     assert any((tmp_path / "tb").iterdir())  # TensorBoard events written
 
 
+@pytest.mark.filterwarnings("ignore:precision=bf16 on a CPU")  # emulated bf16: slow, not wrong
 def test_bf16_autocast_on_cpu(tmp_path: Path) -> None:
     for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         method = TinyMethod()

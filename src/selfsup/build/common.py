@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from selfsup import dist
+from selfsup.build.budget import budget_before_data, fit_budget
 from selfsup.config import ConfigError, to_dict, unknown_name_error
 from selfsup.data.datasets import ImageData, load_dataset
 from selfsup.engine.checkpoint import load_checkpoint
@@ -26,6 +27,7 @@ from selfsup.engine.trainer import CHECKPOINT_NAME, Trainer, TrainerSettings
 from selfsup.eval import KNNMonitor, batchnorm_layers
 from selfsup.models import is_model, list_models
 from selfsup.recipes import DataSection, EvalSection, TrainSection
+from selfsup.study.timing import Config
 
 
 class MethodConfig(Protocol):
@@ -268,7 +270,7 @@ def make_optimizer(
 
 
 def run_pretraining(
-    cfg: MethodConfig,
+    cfg: Config,
     method: str,
     encoder: str,
     make_trainer: Callable[..., Trainer],
@@ -285,8 +287,12 @@ def run_pretraining(
     dist.init_from_env()
     if not is_model(encoder):
         raise unknown_name_error("model.encoder", encoder, list_models())
+    # train.budget: checked now; a resumed run keeps the length fitted at its start.
+    cfg = budget_before_data(cfg, resume=resume)
     check_run_dir(cfg, method, resume=resume)
     train = load_split(cfg.data, cfg.data.train_split, labelled=False)
+    if not resume:
+        cfg = fit_budget(cfg, train.images, make_trainer)
     trainer = make_trainer(cfg, train.images, callbacks=callbacks)
     summary = trainer.fit(resume=resume)
     return PretrainOutcome(checkpoint=trainer.checkpoint_path, summary=summary)

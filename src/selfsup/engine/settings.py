@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+
+from selfsup.engine.runtime import Precision
 
 
 @dataclass(frozen=True)
@@ -18,7 +19,9 @@ class TrainerSettings:
     ``batch_size`` is per process: the global batch is ``batch_size * world_size``.
     ``device``: ``"auto"`` (CUDA, then MPS, then CPU) or a torch device string; with
     several processes on CUDA each takes ``cuda:LOCAL_RANK``. ``precision="bf16"`` runs
-    ``training_step`` under ``torch.autocast(device_type, torch.bfloat16)`` (CPU too).
+    ``training_step`` under ``torch.autocast(device_type, torch.bfloat16)`` (CPU too);
+    ``"auto"`` does so only where the device computes bf16 natively
+    (:func:`~selfsup.engine.runtime.resolve_precision`).
     ``checkpoint_every``/``log_every`` count optimiser steps. ``grad_clip`` clips the
     global gradient norm. ``num_threads`` sets torch's intra-op threads.
     ``defer_loss_check`` reads each step's loss one step late so that the host never waits
@@ -29,7 +32,7 @@ class TrainerSettings:
     batch_size: int
     run_dir: Path
     device: str = "auto"
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Precision = "fp32"
     channels_last: bool = False
     checkpoint_every: int = 1000
     log_every: int = 10
@@ -45,8 +48,8 @@ class TrainerSettings:
         for name in ("total_steps", "batch_size", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainerSettings.{name} must be >= 1; got {getattr(self, name)}.")
-        if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16'; got {self.precision!r}.")
+        if self.precision not in ("fp32", "bf16", "auto"):
+            raise ValueError(f"precision must be 'fp32', 'bf16' or 'auto'; got {self.precision!r}.")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be > 0 or None; got {self.grad_clip}.")
         if self.num_threads is not None and self.num_threads < 1:

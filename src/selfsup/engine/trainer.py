@@ -44,7 +44,13 @@ from selfsup.engine.loss_reader import (
 )
 from selfsup.engine.metrics import MetricsLogger, ProgressBar
 from selfsup.engine.protocol import Method, PeriodicCallback
-from selfsup.engine.runtime import epoch_batches, host_to_device, seed_everything, select_device
+from selfsup.engine.runtime import (
+    epoch_batches,
+    host_to_device,
+    resolve_precision,
+    seed_everything,
+    select_device,
+)
 from selfsup.engine.settings import TrainerSettings, TrainSummary
 
 __all__ = ["NonFiniteLossError", "PeriodicCallback", "TrainSummary", "Trainer", "TrainerSettings"]
@@ -110,6 +116,7 @@ class Trainer:
                 "lower the batch size."
             )
         self.device = select_device(settings.device)
+        self.precision = resolve_precision(settings.precision, self.device)
         self.module.to(self.device)
         trainable = method.trainable_modules()
         if not trainable or not all(isinstance(m, nn.Module) for m in trainable):
@@ -189,7 +196,7 @@ class Trainer:
     def _loop(self, start: int, logger: MetricsLogger, bar: ProgressBar) -> TrainSummary:
         s, spe = self.settings, self.steps_per_epoch
         autocast = torch.autocast(
-            self.device.type, dtype=torch.bfloat16, enabled=s.precision == "bf16"
+            self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"
         )
         self.module.train()
         began = window_time = time.perf_counter()

@@ -8,13 +8,13 @@ SPEC.md, "The family T", item 4).
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-Precision = Literal["fp32", "bf16"]
+# Precision is re-exported: the evaluators' signatures name it.
+from selfsup.engine.runtime import Precision as Precision
+from selfsup.engine.runtime import resolve_precision
 
 
 def check_images(images: Tensor, name: str = "images") -> None:
@@ -132,7 +132,9 @@ def extract_features(
         device: where the forward passes run.
         image_size: if given and different from (H, W), each batch is resized to
             (image_size, image_size) with bilinear interpolation and antialiasing.
-        precision: "fp32", or "bf16" to run the encoder under bfloat16 autocast.
+        precision: "fp32", "bf16" to run the encoder under bfloat16 autocast, or "auto"
+            (bf16 where ``device`` computes it natively:
+            :func:`~selfsup.engine.runtime.resolve_precision`).
 
     Returns:
         (N, D) float32 features on the CPU.
@@ -146,9 +148,8 @@ def extract_features(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     if image_size is not None and image_size < 1:
         raise ValueError(f"image_size must be >= 1 or None, got {image_size}.")
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}.")
     device = torch.device(device)
+    precision = resolve_precision(precision, device)
     n = images.shape[0]
     modes = [(m, m.training) for m in encoder.modules()]
     encoder.eval()

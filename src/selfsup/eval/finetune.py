@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from selfsup.data.augment import BatchAugmentation
 from selfsup.data.augment_random import RandomResizedCrop
-from selfsup.engine.runtime import epoch_batches
+from selfsup.engine.runtime import epoch_batches, resolve_precision
 from selfsup.engine.schedules import warmup_cosine
 from selfsup.eval.features import (
     Precision,
@@ -171,6 +171,7 @@ def finetune(
     if len(train_images) < 2:
         raise ValueError("fine-tuning needs at least 2 labelled images (BatchNorm batches).")
     device = torch.device(device)
+    precision = resolve_precision(precision, device)
     size = image_size or int(train_images.shape[-1])
     batch = min(batch_size, len(train_images))
     peak = 0.05 * batch / 256 if lr is None else lr

@@ -34,7 +34,14 @@ class TrainSection:
 
     epochs: float = option(100.0, "run length (fractions allowed)")
     batch_size: int = option(256, "global batch: per-process batch x number of processes")
-    precision: Literal["fp32", "bf16"] = option("fp32", "bf16: autocast (CPU too)")
+    budget: str | None = option(
+        None,
+        "wall-clock length, e.g. 10m, 90s, 1.5h: a calibration of a few real steps sets "
+        "train.epochs to fill it (warm-up fraction kept); None: train.epochs",
+    )
+    precision: Literal["fp32", "bf16", "auto"] = option(
+        "fp32", "bf16: autocast (CPU too); auto: bf16 where the device computes it natively"
+    )
     channels_last: bool = option(False, "NHWC memory layout for convolutions")
     device: str = option("auto", "auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps")
     sync_batchnorm: bool = option(False, "global BN across processes (the paper's)")

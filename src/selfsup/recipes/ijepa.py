@@ -83,7 +83,9 @@ class IJEPATrainSection(TrainSection):
 
     epochs: float = option(300.0, "run length (fractions allowed)")
     batch_size: int = option(2048, "global batch: per-process batch x number of processes")
-    precision: Literal["fp32", "bf16"] = option("bf16", "bf16: autocast (CPU too)")
+    precision: Literal["fp32", "bf16", "auto"] = option(
+        "auto", "bf16: autocast (CPU too); auto: bf16 where the device computes it natively"
+    )
     run_dir: str = option("runs/ijepa", "checkpoints, metrics.jsonl and TensorBoard logs")
     collapse_every: int = option(10, "steps between collapse statistics (std, RankMe)")
 

@@ -29,12 +29,13 @@ Config: TypeAlias = IJEPAConfig | SimCLRConfig
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-def parse_budget(text: str) -> float:
-    """Seconds in a budget written ``90s``, ``60m``, ``1.5h`` (a bare number is minutes)."""
+def parse_budget(text: str, key: str = "--budget") -> float:
+    """Seconds in a budget written ``90s``, ``60m``, ``1.5h`` (a bare number is minutes);
+    a ConfigError naming ``key`` for anything else, zero included."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text))
-    if not match:
+    if not match or float(match.group(1)) <= 0:
         raise ConfigError(
-            f"--budget {text!r} is not a duration; write e.g. 60m, 90s or 1.5h "
+            f"{key} {text!r} is not a positive duration; write e.g. 60m, 90s or 1.5h "
             "(a bare number is minutes)."
         )
     return float(match.group(1)) * _UNITS[match.group(2) or "m"]

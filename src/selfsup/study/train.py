@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from selfsup.config import from_dict, to_dict
+from selfsup.config import apply_overrides, from_dict, to_dict
 from selfsup.engine.protocol import Method
 from selfsup.study.arms import SCHEMAS
 from selfsup.study.timing import (
@@ -133,7 +133,8 @@ def _train(request: dict[str, Any]) -> dict[str, Any]:
             device=device,
         )
         steps = run_steps(request["budget_s"], cfg, cal)
-        cfg = set_run_length(cfg, len(images), steps)
+        # The study's calibration sets the length: a recipe's own train.budget steps aside.
+        cfg = apply_overrides(set_run_length(cfg, len(images), steps), ["train.budget=none"])
         plan = {
             "calibration": cal.__dict__ | {"images_per_s": cal.images_per_s},
             "steps": steps,
