@@ -14,7 +14,8 @@ Runs, one after the other in one process on the same machine:
   copy, the engine's per-step loss check, schedules and logging). Target: < 10 %.
 * **selfsup**: the real engine. ``selfsup.engine.Trainer`` is built as
   ``selfsup.build.pretrain_simclr`` builds it (``selfsup.build.simclr_trainer``) from a
-  ``SimCLRConfig`` (ResNet-18, CIFAR stem, width 1, bf16 autocast, channels-last, SGD),
+  ``SimCLRConfig`` (ResNet-18, CIFAR stem, width 1, ``precision=auto``: bf16 autocast
+  where the device has it natively, else fp32; channels-last, SGD),
   over the decoded uint8 CIFAR-10 tensor, and runs ``warmup + repeats x steps`` steps in
   one ``fit()``. A trainer callback (``common.StepClock``, called only at the window
   boundaries) synchronises the device and reads the clock after ``warmup``, ``warmup +
@@ -58,7 +59,7 @@ import lightly_examples  # noqa: E402 - lightly's reference pipelines, beside th
 from selfsup.build import build_simclr, load_split, simclr_trainer  # noqa: E402
 from selfsup.config import ConfigError, apply_overrides, load_config  # noqa: E402
 from selfsup.engine.optim import build_optimizer, parameter_groups  # noqa: E402
-from selfsup.engine.runtime import select_device  # noqa: E402
+from selfsup.engine.runtime import resolve_precision, select_device  # noqa: E402
 from selfsup.engine.schedules import scale_learning_rate  # noqa: E402
 from selfsup.losses import nt_xent  # noqa: E402
 from selfsup.recipes import SimCLRConfig  # noqa: E402
@@ -116,7 +117,7 @@ def selfsup_config(args: argparse.Namespace, device: torch.device) -> SimCLRConf
         "model.cifar_stem=true",
         "model.width=1",
         "augment.size=32",
-        "train.precision=bf16",
+        "train.precision=auto",  # bf16 where native (the Zen 4 CPU, GPUs), else fp32
         "train.channels_last=true",
         "optim.name=sgd",
         f"optim.lr={lightly_examples.LIGHTLY_LR}",
@@ -158,7 +159,7 @@ def time_model_only(cfg: SimCLRConfig, marks: list[int], device: torch.device) -
         momentum=o.momentum,
     )
     views = torch.rand(2 * b, 3, s, s, device=device)
-    bf16 = cfg.train.precision == "bf16"
+    bf16 = resolve_precision(cfg.train.precision, device) == "bf16"  # as the Trainer
     net.train()
     return _timed_loop(
         marks,
@@ -280,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         **windows.settings(),
         "lightly_workers": args.workers,
         "lightly_torch_threads": args.lightly_threads or torch.get_num_threads(),
-        "selfsup_precision": cfg.train.precision,
+        "selfsup_precision": f"{cfg.train.precision} -> "
+        f"{resolve_precision(cfg.train.precision, device)}",
         "selfsup_channels_last": cfg.train.channels_last,
         "selfsup_width": cfg.model.width,
         "selfsup_augment_size": cfg.augment.size,

@@ -186,3 +186,26 @@ def test_ijepa_takes_a_budget_too(
     assert calls == [16] and "-> 5 steps" in out
     saved = load_checkpoint(tmp_path / "r" / "last.pt")
     assert saved["meta"]["method"] == "ijepa" and saved["step"] == 5
+
+
+def test_two_processes_share_the_main_process_s_length(data: Path, tmp_path: Path) -> None:
+    """torchrun, gloo on the CPU: both calibrate (the steps are collective), the main
+    process times the kNN monitor (it runs there only), and all take its step count."""
+    import os
+    import subprocess
+    import sys
+
+    src = Path(__file__).resolve().parent.parent / "src"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(src)}
+    run_dir = tmp_path / "ddp"
+    args = overrides(data, run_dir, **{"train.budget": "8s", "train.knn_every_epochs": 1})
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+        "-m", "selfsup.cli", "pretrain", "simclr", *args,
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = re.findall(r"train\.budget=8s: .*kNN monitor .* -> (\d+) steps", proc.stdout)
+    assert len(lines) == 1, proc.stdout  # printed by the main process only
+    saved = load_checkpoint(run_dir / "last.pt")
+    assert saved["world_size"] == 2 and saved["step"] == int(lines[0])

@@ -88,16 +88,20 @@ def fit_budget(cfg: Config, images: torch.Tensor, make_trainer: Callable[..., Tr
         probe, images, warmup=CALIBRATION_WARMUP, steps=CALIBRATION_STEPS, device=device
     )
     monitor_s, monitor_every = _time_monitor(cfg, images, make_trainer)
-    left = budget_s - (time.perf_counter() - start)
-    steps = run_steps(left, cfg, cal) if left > cal.fixed_s + cal.seconds_per_step else 0
-    if monitor_every and steps:  # the passes the run would take, out of what is left
-        steps = run_steps(left - steps // monitor_every * monitor_s, cfg, cal)
+    spent = time.perf_counter() - start
+    left = budget_s - spent
+    steps = 0  # the main process's clock decides (the others' read nothing)
+    if dist.is_main_process() and left > cal.fixed_s + cal.seconds_per_step:
+        steps = run_steps(left, cfg, cal)
+        if monitor_every:  # the passes the run would take, out of what is left
+            steps = run_steps(left - steps // monitor_every * monitor_s, cfg, cal)
     steps = int(dist.broadcast_object(steps))
     if steps < 1:
         raise ConfigError(
-            f"train.budget={cfg.train.budget}: the calibration of {CALIBRATION_STEPS} steps "
-            f"took {budget_s - left:.0f} s of it, which leaves no time for training; give a "
-            "longer budget, or set train.epochs and train.budget=none."
+            f"train.budget={cfg.train.budget}: the calibration took {spent:.0f} s of it "
+            f"({CALIBRATION_WARMUP + CALIBRATION_STEPS} steps, and a kNN monitor pass if the "
+            "run has one), which leaves no time for training; give a longer budget, or set "
+            "train.epochs and train.budget=none."
         )
     fitted = set_run_length(cfg, len(images), steps)
     if dist.is_main_process():
@@ -107,7 +111,7 @@ def fit_budget(cfg: Config, images: torch.Tensor, make_trainer: Callable[..., Tr
         monitor = f", kNN monitor {monitor_s:.1f} s a pass" if monitor_every else ""
         print(
             f"train.budget={cfg.train.budget}: {cal.seconds_per_step:.3f} s per step here "
-            f"({precision}{monitor}; calibration {budget_s - left:.0f} s) -> {steps} steps, "
+            f"({precision}{monitor}; calibration {spent:.0f} s) -> {steps} steps, "
             f"{fitted.train.epochs:.2f} epochs",
             flush=True,
         )

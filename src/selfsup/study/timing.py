@@ -21,6 +21,7 @@ from typing import Any, TypeAlias
 
 import torch
 
+from selfsup import dist
 from selfsup.config import ConfigError, apply_overrides
 from selfsup.engine.protocol import Method
 from selfsup.recipes import IJEPAConfig, SimCLRConfig
@@ -75,11 +76,15 @@ def time_fit(
     """Clock reads at ``marks`` completed steps of one real ``Trainer.fit()``.
 
     ``make_trainer(clock, run_dir)`` builds the trainer with ``clock`` among its callbacks
-    and a fresh temporary ``run_dir`` (removed afterwards).
+    and a fresh temporary ``run_dir`` (removed afterwards). The trainer calls callbacks on
+    the main process only: elsewhere (the other processes of a multi-process run, which
+    must take the same collective steps) the list is empty.
     """
     clock = StepClock(marks, device)
     with tempfile.TemporaryDirectory(prefix="selfsup_timing_") as run_dir:
         make_trainer(clock, run_dir).fit()
+    if not dist.is_main_process():
+        return []
     return [clock.times[m] for m in marks]
 
 
@@ -145,6 +150,8 @@ def calibrate(
     start = time.perf_counter()
     times = time_fit(make, marks, device)
     wall = time.perf_counter() - start
+    if not times:  # not the main process: it took the steps, the main one timed them
+        return Calibration(steps, math.nan, math.nan, cfg.train.batch_size)
     per_step = steady_step_seconds([b - a for a, b in itertools.pairwise(times)])
     return Calibration(
         steps=steps,
