@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import torch
-from test_cli import assert_user_error, make_dataset, overrides, run
+from test_cli import assert_user_error, overrides, run
 
 import selfsup.build.budget as budget
 from selfsup.engine.checkpoint import load_checkpoint
@@ -27,11 +27,6 @@ class Interrupted(Exception):
 @pytest.fixture(autouse=True)
 def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_dataset(tmp_path_factory.mktemp("data"))
 
 
 def fake_calibration(monkeypatch: pytest.MonkeyPatch, seconds_per_step: float) -> list[int]:

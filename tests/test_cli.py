@@ -107,11 +107,6 @@ def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_dataset(tmp_path_factory.mktemp("data"))
-
-
-@pytest.fixture(scope="module")
 def trained(data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """One complete run with the kNN monitor every epoch and --eval: (run_dir, stdout)."""
     run_dir = tmp_path_factory.mktemp("run") / "simclr"

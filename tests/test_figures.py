@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_cli import assert_user_error, make_dataset, overrides, run
+from test_cli import assert_user_error, overrides, run
 from test_ijepa_cli import ijepa_overrides
 
 from selfsup.build import load_split
@@ -57,11 +57,6 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_dataset(tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture(scope="module")

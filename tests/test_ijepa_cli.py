@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import torch
-from test_cli import assert_user_error, make_dataset, read_metrics, run, top1_line
+from test_cli import assert_user_error, read_metrics, run, top1_line
 
 from selfsup.config import ConfigError, describe
 from selfsup.engine.checkpoint import load_checkpoint
@@ -53,11 +53,6 @@ def ijepa_overrides(dataset: Path, run_dir: Path, **extra: Any) -> list[str]:
 @pytest.fixture(autouse=True)
 def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_dataset(tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,11 @@ that fills what the calibration left of the budget and rescales ``optim.warmup_e
 keep the recipe's warm-up fraction: the calibration of ``selfsup study``
 (:mod:`selfsup.study.timing`), per training side under progressive resizing.
 
-Why a budget: a recipe's step count is one machine's hour. The same count took 11x longer
-with bf16 on a CPU without native bf16, and 4x longer in fp32, than on the CPU it was
-measured on (benchmarks/RESULTS.md). With a budget the 10-minute preset takes ten
-minutes on any machine, at whatever accuracy that machine's steps buy.
+Why a budget: a recipe's step count is one machine's hour. On a CPU without native bf16
+the CPU recipes' steps took 3.6 to 4x longer in fp32, and 11 to 16x longer in emulated
+bf16, than on the CPU they were measured on (benchmarks/RESULTS.md). With a budget the
+quick-start preset takes its 9.5 minutes on any machine, at whatever accuracy that
+machine's steps buy.
 
 The length is fixed once, at the run's start, and saved in its checkpoint's config:
 ``--resume`` continues to the same step count (:func:`budget_before_data`) and
