@@ -32,7 +32,7 @@ import torch
 from selfsup import dist
 from selfsup.config import ConfigError, apply_overrides
 from selfsup.engine.checkpoint import load_checkpoint
-from selfsup.engine.runtime import native_bf16, select_device
+from selfsup.engine.runtime import resolve_precision, select_device
 from selfsup.engine.trainer import CHECKPOINT_NAME, Trainer
 from selfsup.eval import KNNMonitor
 from selfsup.study.timing import (
@@ -108,7 +108,7 @@ def fit_budget(cfg: Config, images: torch.Tensor, make_trainer: Callable[..., Tr
     if dist.is_main_process():
         precision: str = cfg.train.precision
         if precision == "auto":
-            precision += " -> bf16" if native_bf16(device) else " -> fp32"
+            precision += f" -> {resolve_precision(precision, device)}"
         monitor = f", kNN monitor {monitor_s:.1f} s a pass" if monitor_every else ""
         print(
             f"train.budget={cfg.train.budget}: {cal.seconds_per_step:.3f} s per step here "

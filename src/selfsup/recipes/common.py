@@ -8,7 +8,9 @@ them into explicit arguments for the library's classes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
+
+from selfsup.engine.runtime import Precision
 
 
 def option(default: Any, help: str) -> Any:
@@ -39,7 +41,7 @@ class TrainSection:
         "wall-clock length, e.g. 10m, 90s, 1.5h: a calibration of a few real steps sets "
         "train.epochs to fill it (warm-up fraction kept); None: train.epochs",
     )
-    precision: Literal["fp32", "bf16", "auto"] = option(
+    precision: Precision = option(
         "fp32", "bf16: autocast (CPU too); auto: bf16 where the device computes it natively"
     )
     channels_last: bool = option(False, "NHWC memory layout for convolutions")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from selfsup.engine.runtime import Precision
 from selfsup.recipes.common import DataSection, EvalSection, TrainSection, option
 
 
@@ -83,7 +84,7 @@ class IJEPATrainSection(TrainSection):
 
     epochs: float = option(300.0, "run length (fractions allowed)")
     batch_size: int = option(2048, "global batch: per-process batch x number of processes")
-    precision: Literal["fp32", "bf16", "auto"] = option(
+    precision: Precision = option(
         "auto", "bf16: autocast (CPU too); auto: bf16 where the device computes it natively"
     )
     run_dir: str = option("runs/ijepa", "checkpoints, metrics.jsonl and TensorBoard logs")
