@@ -114,6 +114,31 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 
 
+def measure_rounds(
+    measure_once: Callable[[bool], dict[str, list[float]]], rounds: int
+) -> tuple[dict[str, list[float]], list[dict[str, float]]]:
+    """``rounds`` calls of ``measure_once(reverse)``, every other one with ``reverse`` set
+    (its runs in the opposite order): the windows of each run pooled over the rounds, and
+    each round's median per run.
+
+    On a machine whose speed drifts (another tenant's load), runs that follow one another
+    minutes apart are compared at different speeds. Within one round they are adjacent, and
+    alternating the order cancels a steady drift, so the median over rounds of each round's
+    ratio is steadier than the ratio of pooled medians."""
+    if rounds < 1:
+        raise ValueError(f"rounds={rounds}: run at least one round.")
+    pooled: dict[str, list[float]] = {}
+    per_round: list[dict[str, float]] = []
+    for r in range(rounds):
+        if rounds > 1:
+            print(f"round {r + 1} of {rounds}{' (reversed order)' if r % 2 else ''}", flush=True)
+        rates = measure_once(r % 2 == 1)
+        for name, values in rates.items():
+            pooled.setdefault(name, []).extend(values)
+        per_round.append({name: median(values) for name, values in rates.items()})
+    return pooled, per_round
+
+
 def window_marks(warmup: int, steps: int, repeats: int) -> list[int]:
     """Completed-step counts bounding the timed windows: warmup, warmup + steps, ..."""
     if warmup < 1 or steps < 1 or repeats < 1:

@@ -34,6 +34,7 @@ Usage (from the repository root)::
 
     python benchmarks/throughput_simclr.py                    # the measurement
     python benchmarks/throughput_simclr.py --quick            # a smoke test (seconds)
+    python benchmarks/throughput_simclr.py --lightly-bf16 --rounds 3  # a drifting machine
     python benchmarks/throughput_simclr.py --lightly-bf16 --json out.json train.precision=fp32
 
 Positional ``key=value`` arguments override selfsup's config (e.g. ``train.precision=fp32``).
@@ -77,6 +78,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, help="steps per repeat (default: 5 CPU, 50 GPU)")
     p.add_argument("--repeats", type=int, help="timed windows (default: 3 CPU, 5 GPU)")
     p.add_argument("--warmup", type=int, help="untimed first steps (default: 2 CPU, 10 GPU)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run everything this many times, every other round in reverse order, and also "
+        "report each round's ratio (for a machine whose speed drifts; default 1)",
+    )
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument(
@@ -105,6 +113,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--json", help="also write the results to this JSON file")
     args = p.parse_args(argv)
+    if args.rounds < 1:
+        p.error(f"--rounds {args.rounds}: run at least one round.")
     if args.quick:
         args.steps, args.repeats, args.warmup, args.batch_size = 2, 1, 1, 32
     return args
@@ -213,46 +223,63 @@ def _timed_loop(marks: list[int], device: torch.device, step: Callable[[], Any])
 
 
 def measure(
-    args: argparse.Namespace, cfg: SimCLRConfig, marks: list[int], device: torch.device
+    args: argparse.Namespace,
+    cfg: SimCLRConfig,
+    marks: list[int],
+    device: torch.device,
+    *,
+    reverse: bool = False,
 ) -> dict[str, list[float]]:
-    """Pairs/s of each timed window, per run (runs one after the other)."""
+    """Pairs/s of each timed window, per run (runs one after the other; ``reverse``: in the
+    opposite order, so that rounds alternating it cancel a steady drift of the machine)."""
     steps, b = marks[1] - marks[0], args.batch_size
-    runs: dict[str, list[float]] = {}
+    runs: list[tuple[str, Callable[[], list[float]]]] = []
     if "model" not in args.skip:
-        print("running: model only ...", flush=True)
-        times = time_model_only(cfg, marks, device)
-        runs[MODEL] = common.window_rates(times, steps, b)
+        runs.append((MODEL, lambda: time_model_only(cfg, marks, device)))
     if "selfsup" not in args.skip:
-        print("running: selfsup Trainer ...", flush=True)
-        images = load_split(cfg.data, cfg.data.train_split, labelled=False).images
-        runs[OURS] = common.window_rates(time_selfsup(cfg, images, marks, device), steps, b)
-        del images
+
+        def ours() -> list[float]:
+            images = load_split(cfg.data, cfg.data.train_split, labelled=False).images
+            return time_selfsup(cfg, images, marks, device)
+
+        runs.append((OURS, ours))
     if "lightly" not in args.skip:
-        print("running: lightly example (fp32) ...", flush=True)
-        with common.torch_threads(args.lightly_threads):
-            times = time_lightly(args, marks, device, bf16=False)
-        runs[LIGHTLY] = common.window_rates(times, steps, b)
-        if args.lightly_bf16:
-            print("running: lightly example (bf16 + channels-last) ...", flush=True)
-            with common.torch_threads(args.lightly_threads):
-                times = time_lightly(args, marks, device, bf16=True)
-            runs[LIGHTLY_BF16] = common.window_rates(times, steps, b)
-    return runs
+        for name, bf16 in ((LIGHTLY, False), (LIGHTLY_BF16, True))[: 1 + args.lightly_bf16]:
+
+            def theirs(bf16: bool = bf16) -> list[float]:
+                with common.torch_threads(args.lightly_threads):
+                    return time_lightly(args, marks, device, bf16=bf16)
+
+            runs.append((name, theirs))
+    rates: dict[str, list[float]] = {}
+    for name, run in reversed(runs) if reverse else runs:
+        print(f"running: {name} ...", flush=True)
+        rates[name] = common.window_rates(run(), steps, b)
+    return {name: rates[name] for name, _ in runs}
 
 
-def report(runs: dict[str, list[float]]) -> tuple[dict[str, float], dict[str, float]]:
-    """Print the table, the ratios and the overhead; returns (medians, summary)."""
+def report(
+    runs: dict[str, list[float]], per_round: list[dict[str, float]]
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Print the table, the ratios and the overhead; returns (medians, summary). With
+    several rounds, also each round's ratio (runs adjacent in time) and their median."""
     medians = {name: common.median(rates) for name, rates in runs.items()}
     print(f"\n{'run':38s} {'median pairs/s':>15s}   per-repeat pairs/s")
     for name, rates in runs.items():
         per = ", ".join(f"{r:.1f}" for r in rates)
         print(f"{name:38s} {medians[name]:15.1f}   [{per}]")
-    summary: dict[str, float] = {}
+    summary: dict[str, Any] = {}
     ours = medians.get(OURS)
     for key, other in (("lightly", LIGHTLY), ("lightly_bf16", LIGHTLY_BF16)):
         if ours is not None and other in medians:
             summary[f"ratio_selfsup_over_{key}"] = ours / medians[other]
             print(f"ratio selfsup / {other}: {ours / medians[other]:.2f}x")
+            if len(per_round) > 1:
+                ratios = [r[OURS] / r[other] for r in per_round]
+                summary[f"ratio_selfsup_over_{key}_per_round"] = ratios
+                summary[f"ratio_selfsup_over_{key}_round_median"] = common.median(ratios)
+                each = ", ".join(f"{x:.2f}" for x in ratios)
+                print(f"  per round [{each}], median {common.median(ratios):.2f}x")
     if ours is not None and MODEL in medians:
         overhead = 1.0 - ours / medians[MODEL]
         summary["pipeline_overhead"] = overhead
@@ -279,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = {
         "batch_size": args.batch_size,
         **windows.settings(),
+        "rounds": args.rounds,
         "lightly_workers": args.workers,
         "lightly_torch_threads": args.lightly_threads or torch.get_num_threads(),
         "selfsup_precision": f"{cfg.train.precision} -> "
@@ -290,8 +318,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     title = "SimCLR training throughput, CIFAR-10, ResNet-18 (CIFAR stem)"
     common.print_header(title, info, settings)
-    runs = measure(args, cfg, marks, device)
-    medians, summary = report(runs)
+    runs, per_round = common.measure_rounds(
+        lambda reverse: measure(args, cfg, marks, device, reverse=reverse), args.rounds
+    )
+    medians, summary = report(runs, per_round)
     common.write_json(
         args.json,
         {
