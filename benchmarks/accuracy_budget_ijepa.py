@@ -249,10 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="bench_ijepa_budget_") as tmp:
         # This script fits both lengths itself: a recipe's own train.budget steps aside.
-        base = ["train.progress=false", f"train.device={device}", "train.knn_every_epochs=0"]
-        base += ["train.budget=none"]
-        base += [f"train.num_threads={args.threads}"] if args.threads is not None else []
-        base += args.quick_overrides
+        base = [*common.fixed_length_keys(device, args.threads), *args.quick_overrides]
         cfgs: dict[str, Config] = {}
         if "ijepa" not in args.skip:
             keys = [*base, f"train.run_dir={tmp}/ijepa", *args.overrides]

@@ -107,6 +107,15 @@ def fill_defaults(
             setattr(args, name, value)
 
 
+def fixed_length_keys(device: torch.device, threads: int | None) -> list[str]:
+    """Config overrides of a benchmark that sets the run's length itself, in steps: no
+    progress bar, no kNN monitor eating the run's time, and no ``train.budget`` (a budgeted
+    recipe would otherwise re-fit the length to the clock and ignore the steps asked for)."""
+    keys = ["train.progress=false", f"train.device={device}", "train.knn_every_epochs=0"]
+    keys += ["train.budget=none"]
+    return keys + ([f"train.num_threads={threads}"] if threads is not None else [])
+
+
 def median(values: Sequence[float]) -> float:
     """The median of the repeats (robust to one slow repeat on a shared machine)."""
     if not values:

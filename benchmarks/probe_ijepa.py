@@ -75,8 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="bench_ijepa_probe_") as tmp:
-        keys = ["train.progress=false", f"train.device={device}", "train.knn_every_epochs=0"]
-        keys += [f"train.num_threads={args.threads}"] if args.threads is not None else []
+        keys = common.fixed_length_keys(device, args.threads)
         keys += [*args.quick_overrides, f"train.run_dir={tmp}/run", *args.overrides]
         cfg = load_config(IJEPAConfig, args.config, keys)
         info = common.hardware(device)

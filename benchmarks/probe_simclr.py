@@ -81,9 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="bench_simclr_probe_") as tmp:
-        keys = ["train.progress=false", f"train.device={device}", "train.knn_every_epochs=0"]
-        train_threads = args.train_threads or args.threads
-        keys += [f"train.num_threads={train_threads}"] if train_threads else []
+        keys = common.fixed_length_keys(device, args.train_threads or args.threads)
         keys += [*args.quick_overrides, f"train.run_dir={tmp}/run", *args.overrides]
         cfg = load_config(SimCLRConfig, args.config, keys)
         info = common.hardware(device)

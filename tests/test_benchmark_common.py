@@ -1,4 +1,5 @@
-"""The benchmarks' rounds (``benchmarks/common.measure_rounds``): order, pooling, medians."""
+"""The benchmarks' shared helpers: rounds (``common.measure_rounds``: order, pooling, medians)
+and the overrides of fixed-length runs (``common.fixed_length_keys``)."""
 
 from __future__ import annotations
 
@@ -38,3 +39,23 @@ def test_one_round_is_one_plain_measurement() -> None:
 def test_no_round_is_refused() -> None:
     with pytest.raises(ValueError, match="at least one round"):
         common.measure_rounds(lambda reverse: {}, 0)
+
+
+def test_fixed_length_benchmarks_turn_a_recipes_budget_off() -> None:
+    """probe_simclr / probe_ijepa / accuracy_budget_ijepa set the length in steps: a
+    recipe's own ``train.budget`` (the 10-minute preset's 9.5m) would re-fit it to the
+    clock and silently train another number of steps."""
+    import torch
+
+    from selfsup.config import load_config
+    from selfsup.recipes import SimCLRConfig
+    from selfsup.study.timing import set_run_length
+
+    recipe = Path(__file__).resolve().parents[1] / "configs" / "simclr_cifar10_cpu10m.yaml"
+    assert load_config(SimCLRConfig, str(recipe), []).train.budget == "9.5m"
+    keys = common.fixed_length_keys(torch.device("cpu"), 1)
+    cfg = set_run_length(load_config(SimCLRConfig, str(recipe), keys), 50_000, 1877)
+    assert cfg.train.budget is None
+    assert (cfg.train.num_threads, cfg.train.knn_every_epochs, cfg.train.progress) == (1, 0, False)
+    unset = common.fixed_length_keys(torch.device("cpu"), None)  # the recipe's threads stay
+    assert not any(key.startswith("train.num_threads=") for key in unset)
