@@ -116,6 +116,36 @@ def fixed_length_keys(device: torch.device, threads: int | None) -> list[str]:
     return keys + ([f"train.num_threads={threads}"] if threads is not None else [])
 
 
+def add_rounds_option(p: argparse.ArgumentParser) -> None:
+    """``--rounds N`` (default 1) of the throughput benchmarks (:func:`measure_rounds`)."""
+
+    def at_least_one(text: str) -> int:
+        if int(text) < 1:
+            raise argparse.ArgumentTypeError(f"--rounds {text}: run at least one round")
+        return int(text)
+
+    p.add_argument(
+        "--rounds",
+        type=at_least_one,
+        default=1,
+        help="run everything this many times, every other round in reverse order, and also "
+        "report each round's ratio (for a machine whose speed drifts; default 1)",
+    )
+
+
+def round_ratios(
+    per_round: Sequence[dict[str, float]], ours: str, other: str, key: str
+) -> dict[str, Any]:
+    """With several rounds: each round's ``ours / other`` (runs adjacent in time) and their
+    median, printed and returned as ``{key}_per_round`` / ``{key}_round_median``."""
+    if len(per_round) < 2:
+        return {}
+    ratios = [r[ours] / r[other] for r in per_round]
+    each = ", ".join(f"{x:.2f}" for x in ratios)
+    print(f"  per round [{each}], median {median(ratios):.2f}x")
+    return {f"{key}_per_round": ratios, f"{key}_round_median": median(ratios)}
+
+
 def median(values: Sequence[float]) -> float:
     """The median of the repeats (robust to one slow repeat on a shared machine)."""
     if not values:

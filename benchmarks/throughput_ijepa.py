@@ -11,7 +11,8 @@ The grid is 14x14 (CIFAR-10 cropped to 56 px, patch 4), not the 8x8 of 32 px ima
 8x8 lightly's ``IJEPAMaskCollator`` never returns (docs/masks.md). 56 px with patch 4 is
 the cheapest 14x14 setting (112 px with patch 8 has the same tokens, 4x the pixels to crop).
 
-Runs, one after the other in one process:
+Runs, one after the other in one process (``--rounds N``: the sequence N times, every other
+round in reverse order, with each round's ratios and their median; ``common.measure_rounds``):
 
 * **model only** (selfsup, bf16): target encoder, context encoder + predictor forward and
   backward, AdamW, EMA, on one pre-made view and one mask batch (``truncate``). The ceiling.
@@ -32,6 +33,7 @@ Runs, one after the other in one process:
 Usage (from the repository root)::
 
     python benchmarks/throughput_ijepa.py --json bench_ijepa.json    # the measurement
+    python benchmarks/throughput_ijepa.py --rounds 3 --json r3.json   # a drifting machine
     python benchmarks/throughput_ijepa.py --quick                     # a smoke test
 """
 
@@ -78,6 +80,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, help="steps per repeat (default: 5 CPU, 50 GPU)")
     p.add_argument("--repeats", type=int, help="timed windows (default: 3 CPU, 5 GPU)")
     p.add_argument("--warmup", type=int, help="untimed first steps (default: 2 CPU, 10 GPU)")
+    common.add_rounds_option(p)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--size", type=int, default=56, help="crop size; 14x14 grid at 56 / patch 4")
     p.add_argument("--patch-size", type=int, default=4)
@@ -198,39 +201,46 @@ def time_lightly(
         del loader
 
 
-def measure(args: argparse.Namespace, marks: list[int], device: torch.device) -> dict[str, Any]:
-    """Images/s of each timed window and the mean mask widths, per run."""
+def measure(
+    args: argparse.Namespace,
+    marks: list[int],
+    device: torch.device,
+    widths: dict[str, list[tuple[int, int]]],
+    *,
+    reverse: bool = False,
+) -> dict[str, list[float]]:
+    """Images/s of each timed window, per run (``reverse``: the runs in the opposite order,
+    as every other round of ``--rounds`` takes them); each step's mask widths (context K,
+    target T) are appended to ``widths[name]``."""
     steps, b = marks[1] - marks[0], args.batch_size
-    runs: dict[str, Any] = {}
+    rates: dict[str, list[float]] = {}
     todo = [r for r in RUNS if r not in args.skip]
     images = load_split(selfsup_config(args, device, "truncate").data, "train", labelled=False)
-    for run in todo:
+    for run in reversed(todo) if reverse else todo:
         print(f"running: {NAMES[run]} ...", flush=True)
         if run in ("model", "truncate", "pad"):
             cfg = selfsup_config(args, device, "truncate" if run == "model" else run)
             timer = time_model_only if run == "model" else time_selfsup
-            times, widths = timer(cfg, images.images, marks, device)
+            times, run_widths = timer(cfg, images.images, marks, device)
         else:
             with common.torch_threads(args.lightly_threads):
                 bf16, fixed = run != "lightly", run == "lightly-model"
-                times, widths = time_lightly(args, marks, device, bf16, fixed)
-        runs[NAMES[run]] = {
-            "images_per_s": common.window_rates(times, steps, b),
-            "context_tokens": sum(w[0] for w in widths) / len(widths),
-            "target_tokens_per_block": sum(w[1] for w in widths) / len(widths),
-        }
-    return runs
+                times, run_widths = time_lightly(args, marks, device, bf16, fixed)
+        rates[NAMES[run]] = common.window_rates(times, steps, b)
+        widths.setdefault(NAMES[run], []).extend(run_widths)
+    return {NAMES[run]: rates[NAMES[run]] for run in todo}
 
 
-def report(runs: dict[str, Any]) -> dict[str, float]:
-    """Print the table and the ratios; returns the summary numbers."""
+def report(runs: dict[str, Any], per_round: list[dict[str, float]]) -> dict[str, Any]:
+    """Print the table and the ratios (with several rounds also each round's and their
+    median); returns the summary numbers."""
     print(f"\n{'run':34s} {'median img/s':>12s} {'ctx tok':>8s} {'tgt tok':>8s}   per-repeat")
     med = {name: common.median(r["images_per_s"]) for name, r in runs.items()}
     for name, r in runs.items():
         per = ", ".join(f"{x:.1f}" for x in r["images_per_s"])
         ctx, tgt = r["context_tokens"], r["target_tokens_per_block"]
         print(f"{name:34s} {med[name]:12.1f} {ctx:8.1f} {tgt:8.1f}   [{per}]")
-    summary: dict[str, float] = {}
+    summary: dict[str, Any] = {}
     for ours in ("truncate", "pad"):
         for other in ("lightly", "lightly-bf16"):
             if NAMES[ours] in med and NAMES[other] in med:
@@ -238,6 +248,8 @@ def report(runs: dict[str, Any]) -> dict[str, float]:
                 summary[f"ratio_{ours}_over_{other}"] = ratio
                 verdict = "meets" if ratio >= 1.5 else "MISSES"
                 print(f"ratio {NAMES[ours]} / {NAMES[other]}: {ratio:.2f}x ({verdict} >= 1.5x)")
+                key = f"ratio_{ours}_over_{other}"
+                summary |= common.round_ratios(per_round, NAMES[ours], NAMES[other], key)
     if NAMES["model"] in med and NAMES["lightly-model"] in med:
         summary["ratio_model_only"] = med[NAMES["model"]] / med[NAMES["lightly-model"]]
         print(f"ratio model only selfsup / lightly (both bf16): {summary['ratio_model_only']:.2f}x")
@@ -268,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         "grid": f"{args.size // args.patch_size}x{args.size // args.patch_size}",
         "masks": lightly_examples.IJEPA_MASKS,
         **windows.settings(),
+        "rounds": args.rounds,
         "lightly_workers": args.workers,
         "lightly_torch_threads": args.lightly_threads or torch.get_num_threads(),
         "params_selfsup_encoder": common.count_parameters(ours.online.encoder),
@@ -282,9 +295,20 @@ def main(argv: list[str] | None = None) -> int:
     del ours, theirs
     title = f"I-JEPA training throughput, CIFAR-10 at {args.size} px, ViT-tiny"
     common.print_header(title, info, settings)
-    runs = measure(args, marks, device)
-    summary = report(runs)
-    medians = {name: common.median(r["images_per_s"]) for name, r in runs.items()}
+    widths: dict[str, list[tuple[int, int]]] = {}
+    rates, per_round = common.measure_rounds(
+        lambda reverse: measure(args, marks, device, widths, reverse=reverse), args.rounds
+    )
+    runs = {
+        name: {
+            "images_per_s": r,
+            "context_tokens": sum(w[0] for w in widths[name]) / len(widths[name]),
+            "target_tokens_per_block": sum(w[1] for w in widths[name]) / len(widths[name]),
+        }
+        for name, r in rates.items()
+    }
+    summary = report(runs, per_round)
+    medians = {name: common.median(r) for name, r in rates.items()}
     payload = {"benchmark": "throughput_ijepa", "hardware": info, "settings": settings}
     common.write_json(
         args.json, {**payload, "runs": runs, "median_images_per_second": medians, **summary}

@@ -78,13 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, help="steps per repeat (default: 5 CPU, 50 GPU)")
     p.add_argument("--repeats", type=int, help="timed windows (default: 3 CPU, 5 GPU)")
     p.add_argument("--warmup", type=int, help="untimed first steps (default: 2 CPU, 10 GPU)")
-    p.add_argument(
-        "--rounds",
-        type=int,
-        default=1,
-        help="run everything this many times, every other round in reverse order, and also "
-        "report each round's ratio (for a machine whose speed drifts; default 1)",
-    )
+    common.add_rounds_option(p)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument(
@@ -113,8 +107,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--json", help="also write the results to this JSON file")
     args = p.parse_args(argv)
-    if args.rounds < 1:
-        p.error(f"--rounds {args.rounds}: run at least one round.")
     if args.quick:
         args.steps, args.repeats, args.warmup, args.batch_size = 2, 1, 1, 32
     return args
@@ -274,12 +266,7 @@ def report(
         if ours is not None and other in medians:
             summary[f"ratio_selfsup_over_{key}"] = ours / medians[other]
             print(f"ratio selfsup / {other}: {ours / medians[other]:.2f}x")
-            if len(per_round) > 1:
-                ratios = [r[OURS] / r[other] for r in per_round]
-                summary[f"ratio_selfsup_over_{key}_per_round"] = ratios
-                summary[f"ratio_selfsup_over_{key}_round_median"] = common.median(ratios)
-                each = ", ".join(f"{x:.2f}" for x in ratios)
-                print(f"  per round [{each}], median {common.median(ratios):.2f}x")
+            summary |= common.round_ratios(per_round, OURS, other, f"ratio_selfsup_over_{key}")
     if ours is not None and MODEL in medians:
         overhead = 1.0 - ours / medians[MODEL]
         summary["pipeline_overhead"] = overhead

@@ -59,3 +59,25 @@ def test_fixed_length_benchmarks_turn_a_recipes_budget_off() -> None:
     assert (cfg.train.num_threads, cfg.train.knn_every_epochs, cfg.train.progress) == (1, 0, False)
     unset = common.fixed_length_keys(torch.device("cpu"), None)  # the recipe's threads stay
     assert not any(key.startswith("train.num_threads=") for key in unset)
+
+
+def test_round_ratios_and_the_rounds_option(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    per_round = [
+        {"ours": 10.0, "theirs": 4.0},
+        {"ours": 9.0, "theirs": 3.0},
+        {"ours": 8.0, "theirs": 4.0},
+    ]
+    out = common.round_ratios(per_round, "ours", "theirs", "ratio")
+    assert out == {"ratio_per_round": [2.5, 3.0, 2.0], "ratio_round_median": 2.5}
+    assert "per round [2.50, 3.00, 2.00], median 2.50x" in capsys.readouterr().out
+    assert common.round_ratios(per_round[:1], "ours", "theirs", "ratio") == {}  # one round
+
+    p = argparse.ArgumentParser()
+    common.add_rounds_option(p)
+    assert p.parse_args([]).rounds == 1
+    assert p.parse_args(["--rounds", "3"]).rounds == 3
+    with pytest.raises(SystemExit):
+        p.parse_args(["--rounds", "0"])
+    assert "run at least one round" in capsys.readouterr().err
