@@ -10,20 +10,21 @@ import torch
 from torch import nn
 
 from selfsup.data.augment import build_augmentation
-from selfsup.masks import MaskCollator, MultiBlockMaskSampler
+from selfsup.losses.ijepa import ijepa_loss
+from selfsup.masks import MaskBatch, MaskCollator, MultiBlockMaskSampler
 from selfsup.methods.ijepa import IJEPA, ContextPredictor, ema_update_, gather_targets
 from selfsup.models import create_model
 from selfsup.models.predictor import IJEPAPredictor
 from selfsup.models.vit import VisionTransformer
 
 
-def tiny_ijepa(momentum: float = 0.9) -> IJEPA:
+def tiny_ijepa(momentum: float = 0.9, **kwargs: int) -> IJEPA:
     torch.manual_seed(0)
     vit = VisionTransformer(img_size=16, patch_size=4, embed_dim=24, depth=2, num_heads=2)
     predictor = IJEPAPredictor(grid=vit.grid, embed_dim=24, predictor_dim=16, depth=1, num_heads=2)
     sampler = MultiBlockMaskSampler(grid=vit.grid, min_context=2)
     augment = build_augmentation(["crop"], 16, crop_scale=(0.3, 1.0), probabilities={"flip": 0})
-    return IJEPA(vit, predictor, MaskCollator(sampler), augment, lambda step: momentum)
+    return IJEPA(vit, predictor, MaskCollator(sampler), augment, lambda step: momentum, **kwargs)
 
 
 def test_ema_update_matches_the_formula() -> None:
@@ -69,6 +70,53 @@ def test_step_trains_online_only_and_ema_follows() -> None:
         strict=True,
     ):  # fmt: skip
         torch.testing.assert_close(t, 0.9 * old + 0.1 * o)
+
+
+def test_targets_of_the_last_k_layers_follow_the_data2vec_formula() -> None:
+    x = torch.rand(3, 3, 16, 16)
+    last = tiny_ijepa()
+    out = last.target_encoder(x)
+    mean, var = out.mean(-1, keepdim=True), out.var(-1, unbiased=False, keepdim=True)
+    torch.testing.assert_close(last.targets(x), (out - mean) / (var + 1e-5).sqrt())
+    two = tiny_ijepa(target_layers=2)
+    # Naive transcription: run the blocks by hand, normalise each of the last two outputs
+    # (final norm, then no-affine layer norm), average, normalise the average.
+    enc, tokens, normed = two.target_encoder, two.target_encoder.embed(x), []
+    for block in enc.blocks:
+        tokens = block(tokens)
+        t = enc.norm(tokens)
+        normed.append((t - t.mean(-1, keepdim=True)) / (t.var(-1, False, True) + 1e-5).sqrt())
+    avg = (normed[0] + normed[1]) / 2
+    expected = (avg - avg.mean(-1, keepdim=True)) / (avg.var(-1, False, True) + 1e-5).sqrt()
+    torch.testing.assert_close(two.targets(x), expected)
+    with pytest.raises(ValueError, match=r"target_layers must lie in \[1, 2\]"):
+        tiny_ijepa(target_layers=3)
+    with pytest.raises(ValueError, match="mask_repeats"):
+        tiny_ijepa(mask_repeats=0)
+
+
+def test_mask_repeats_reuse_one_target_pass_per_image() -> None:
+    method = tiny_ijepa(mask_repeats=3)
+    images = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
+    seen: dict[str, MaskBatch] = {}
+    target_calls: list[int] = []
+    method.target_encoder.register_forward_hook(lambda m, a, o: target_calls.append(len(a[0])))
+
+    def online(x: torch.Tensor, masks: MaskBatch) -> torch.Tensor:
+        seen["x"], seen["masks"] = x, masks  # type: ignore[assignment]
+        return method.online(x, masks)
+
+    method.wrap_trainable(lambda m: online)  # type: ignore[arg-type,return-value]
+    result = method.training_step(images, 0)
+    x, masks = seen["x"], seen["masks"]
+    assert target_calls == [2]  # one target pass over the 2 images, not 6
+    assert isinstance(x, torch.Tensor) and x.shape[0] == 6
+    assert torch.equal(x[0], x[2]) and torch.equal(x[3], x[5])  # image 0 three times, then 1
+    assert not torch.equal(masks.target_idx[0], masks.target_idx[1])  # a fresh draw per copy
+    # Eq. 1 over all six (image, masks) pairs, each against its own image's targets.
+    targets = gather_targets(method.targets(x[::3]).repeat_interleave(3, dim=0), masks.target_idx)
+    expected = ijepa_loss(method.online(x, masks), targets, "smooth_l1", masks.target_valid)
+    torch.testing.assert_close(result.loss, expected)
 
 
 def test_target_encoder_starts_as_a_copy_and_stays_in_eval_mode() -> None:

@@ -114,6 +114,8 @@ def build_ijepa(cfg: IJEPAConfig, total_steps: int) -> IJEPA:
         loss=cfg.loss.kind,
         eval_layers=m.eval_layers,
         monitor=CollapseMonitor(every=cfg.train.collapse_every),
+        target_layers=m.target_layers,
+        mask_repeats=k.repeats,
     )
 
 

@@ -89,6 +89,13 @@ class IJEPA(nn.Module):
         eval_layers: the evaluation representation averages the patch tokens of the target
             encoder's last layer (1) or concatenates the last four layers' averages (4).
         monitor: collapse statistics of the target representations (None: default).
+        target_layers: the targets are the target encoder's last layer, layer-normalised (1,
+            the paper), or the average of its last k blocks' outputs, each layer-normalised,
+            normalised again (k > 1; data2vec's top-k targets, Baevski et al. 2022, Sec.
+            3.3, with layer norm in place of its instance norm).
+        mask_repeats: mask draws per image (data2vec 2.0's multi-mask, Baevski et al. 2023,
+            Sec. 3): the target encoder runs once per image, the context encoder and the
+            predictor once per draw, so r draws cost less than r images.
     """
 
     def __init__(
@@ -102,6 +109,8 @@ class IJEPA(nn.Module):
         loss: str = "smooth_l1",
         eval_layers: int = 1,
         monitor: CollapseMonitor | None = None,
+        target_layers: int = 1,
+        mask_repeats: int = 1,
     ) -> None:
         super().__init__()
         if not getattr(encoder, "token_output", False):
@@ -115,6 +124,14 @@ class IJEPA(nn.Module):
             )
         if eval_layers < 1:
             raise ValueError(f"eval_layers must be >= 1; got {eval_layers}.")
+        depth = getattr(encoder, "depth", 1) if hasattr(encoder, "intermediate_layers") else 1
+        if not 1 <= target_layers <= depth:
+            raise ValueError(
+                f"target_layers must lie in [1, {depth}] (the encoder's depth); "
+                f"got {target_layers}."
+            )
+        if mask_repeats < 1:
+            raise ValueError(f"mask_repeats must be >= 1; got {mask_repeats}.")
         self.online = ContextPredictor(encoder, predictor)
         self.target_encoder = copy.deepcopy(encoder).requires_grad_(False)
         self.collator = collator
@@ -122,6 +139,8 @@ class IJEPA(nn.Module):
         self.momentum = momentum
         self.loss_kind = loss
         self.eval_layers = eval_layers
+        self.target_layers = target_layers
+        self.mask_repeats = mask_repeats
         self.monitor = monitor or CollapseMonitor()
         # The DDP-wrapped module lives outside the registered submodules so that
         # state_dict() keys do not change with wrapping.
@@ -147,18 +166,35 @@ class IJEPA(nn.Module):
         """Route training forwards through ``wrap(online)`` (DDP in several processes)."""
         self._train_online = [wrap(self.online)]
 
-    def training_step(self, images: Tensor, step: int) -> StepResult:
-        """One view, one mask draw, targets from the EMA encoder, Eq. 1.
+    @torch.no_grad()
+    def targets(self, x: Tensor) -> Tensor:
+        """x (B, 3, S, S) -> the target tokens (B, N, D) in fp32, every token layer-normalised
+        without affine (SPEC); with ``target_layers`` k > 1, the mean of the last k blocks'
+        normalised outputs, normalised again (data2vec)."""
+        if self.target_layers == 1:
+            tokens = self.target_encoder(x)  # (B, N, D), the full image
+            return F.layer_norm(tokens.float(), tokens.shape[-1:])
+        # getattr: nn.Module.__getattr__ would type the attribute as Tensor | Module.
+        layers = getattr(self.target_encoder, "intermediate_layers")(x, self.target_layers)  # noqa: B009
+        mean = torch.stack([F.layer_norm(t.float(), t.shape[-1:]) for t in layers]).mean(0)
+        return F.layer_norm(mean, mean.shape[-1:])
 
-        ``images``: (B, 3, H, W) uint8 on the training device.
+    def training_step(self, images: Tensor, step: int) -> StepResult:
+        """One view, ``mask_repeats`` mask draws, targets from the EMA encoder, Eq. 1.
+
+        ``images``: (B, 3, H, W) uint8 on the training device. The online pass sees
+        B * mask_repeats (image, masks) pairs; each image's targets are computed once.
         """
         x = self.augment(images)
+        tokens = self.targets(x)
+        if self.mask_repeats > 1:
+            x = x.repeat_interleave(self.mask_repeats, dim=0)
         # Drawn on the CPU; on CUDA the copy is queued and the host goes on.
         masks = self.collator(x.shape[0]).map(partial(host_to_device, device=x.device))
         with torch.no_grad():
-            tokens = self.target_encoder(x)  # (B, N, D), the full image
-            tokens = F.layer_norm(tokens.float(), tokens.shape[-1:])  # no affine (SPEC)
-            targets = gather_targets(tokens, masks.target_idx)
+            r = self.mask_repeats
+            repeated = tokens if r == 1 else tokens.repeat_interleave(r, dim=0)
+            targets = gather_targets(repeated, masks.target_idx)
         prediction = self._train_online[0](x, masks)
         loss = ijepa_loss(prediction, targets, self.loss_kind, masks.target_valid)
         logs: dict[str, Tensor | float] = dict(self.monitor.update(step, tokens))

@@ -28,6 +28,9 @@ class IJEPAModelSection:
     predictor_depth: int = option(12, "predictor blocks (paper: 12 for ViT-H)")
     predictor_heads: int | None = option(None, "None: the encoder's number of heads (SPEC)")
     eval_layers: int = option(1, "evaluation features: mean tokens of the last 1 or 4 layers")
+    target_layers: int = option(
+        1, "targets: the last block (1, the paper) or the mean of the last k (data2vec)"
+    )
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,9 @@ class MaskSection:
     target_aspect: tuple[float, float] = option((0.75, 1.5), "target block aspect ratio h/w")
     context_scale: tuple[float, float] = option((0.85, 1.0), "context block area fraction")
     min_context: int = option(10, "fewest context patches left after removing the targets")
+    repeats: int = option(
+        1, "mask draws per image: one target pass, r context passes (data2vec 2.0)"
+    )
     batching: Literal["truncate", "pad"] = option(
         "truncate", "unequal masks: random subset to the batch's shortest, or pad and mask"
     )
