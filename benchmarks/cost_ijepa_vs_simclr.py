@@ -96,7 +96,9 @@ def config(run: str, args: argparse.Namespace, device: torch.device) -> Config:
         simclr = ["model.encoder=vit_tiny", "optim.name=adamw", "optim.lr=1e-3"]
         keys = [*simclr, "optim.lr_scaling=none", "optim.weight_decay=0.05"]
         return load_config(SimCLRConfig, None, [*keys, *common_keys])
-    return load_config(IJEPAConfig, IJEPA_RECIPE, [f"masks.batching={run}", *common_keys])
+    # One mask draw per image (the paper's step), whatever the recipe's multi-mask setting.
+    ijepa_keys = [f"masks.batching={run}", "masks.repeats=1"]
+    return load_config(IJEPAConfig, IJEPA_RECIPE, [*ijepa_keys, *common_keys])
 
 
 def time_run(

@@ -108,6 +108,9 @@ def selfsup_config(args: argparse.Namespace, device: torch.device, batching: str
         f"model.patch_size={args.patch_size}",
         "augment.flip=true",  # lightly's IJEPATransform always flips
         f"masks.batching={batching}",
+        # One mask draw per image, as lightly's collator: the same work per image on both sides
+        # whatever the recipe's multi-mask setting.
+        "masks.repeats=1",
         f"train.batch_size={args.batch_size}",
         f"train.device={device}",
         "train.progress=false",

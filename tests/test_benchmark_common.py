@@ -81,3 +81,27 @@ def test_round_ratios_and_the_rounds_option(capsys: pytest.CaptureFixture[str]) 
     with pytest.raises(SystemExit):
         p.parse_args(["--rounds", "0"])
     assert "run at least one round" in capsys.readouterr().err
+
+
+def test_step_benchmarks_time_one_mask_draw_per_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """throughput_ijepa (against lightly's one-draw collator) and cost_ijepa_vs_simclr (the
+    paper's step) pin ``masks.repeats=1`` whatever the recipe says."""
+    import cost_ijepa_vs_simclr
+    import throughput_ijepa
+    import torch
+
+    from selfsup.recipes import IJEPAConfig
+
+    recipe = tmp_path / "multi_mask.yaml"
+    recipe.write_text("masks:\n  repeats: 3\n")
+    monkeypatch.setattr(throughput_ijepa, "RECIPE", str(recipe))
+    monkeypatch.setattr(cost_ijepa_vs_simclr, "IJEPA_RECIPE", str(recipe))
+    cpu = torch.device("cpu")
+    args = throughput_ijepa.parse_args([])
+    assert throughput_ijepa.selfsup_config(args, cpu, "truncate").masks.repeats == 1
+    args = cost_ijepa_vs_simclr.parse_args([])
+    for run in ("truncate", "pad"):
+        cfg = cost_ijepa_vs_simclr.config(run, args, cpu)
+        assert isinstance(cfg, IJEPAConfig) and cfg.masks.repeats == 1

@@ -61,6 +61,15 @@ def test_every_recipe_in_configs_loads() -> None:
         load_config(SimCLRConfig, recipe)
 
 
+def test_every_ijepa_recipe_in_configs_loads() -> None:
+    from selfsup.recipes import IJEPAConfig
+
+    recipes = sorted((REPO / "configs").glob("ijepa*.yaml"))
+    assert len(recipes) >= 2, "configs/ should hold the CIFAR and ImageNet I-JEPA recipes"
+    for recipe in recipes:
+        load_config(IJEPAConfig, recipe)
+
+
 def test_describe_lists_every_key() -> None:
     keys = [row[0] for row in describe(SimCLRConfig)]
     assert "optim.lr" in keys and "train.batch_size" in keys and "augment.ops" in keys

@@ -255,6 +255,23 @@ def test_claims_follow_the_numbers() -> None:
     assert got["I-JEPA Fig. 1"] == "disagrees"
 
 
+def test_cost_claim_names_the_mask_draws_per_image() -> None:
+    def cost_text(**cost: Any) -> str:
+        study = fake_study(
+            s=fake_run("simclr", "vit_tiny", 50.0, cost={"train_flops_per_image": 4e9}),
+            i=fake_run("ijepa", "vit_tiny", 52.0, cost={"train_flops_per_image": 2e9, **cost}),
+        )
+        (claim,) = [c for c in study_claims(study) if c["paper"].startswith("I-JEPA Fig. 1 and")]
+        assert claim["verdict"] == "agrees"
+        return str(claim["ours"])
+
+    assert "(2.00x fewer; I-JEPA with 2 mask draws per image, the paper 1);" in cost_text(
+        mask_draws_per_image=2
+    )
+    assert "mask draws" not in cost_text(mask_draws_per_image=1)
+    assert "mask draws" not in cost_text()  # a study written before the field existed
+
+
 @pytest.mark.parametrize(
     ("gaps", "verdict"),
     [

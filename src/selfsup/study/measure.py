@@ -260,4 +260,7 @@ def cost_stage(checkpoint: Path, images: torch.Tensor, device: torch.device) -> 
         "train_flops_per_image": counter.get_total_flops() / len(batch),
         # The evaluation encoder's weights: the same parameters the checkpoint's encoder has.
         "encoder_parameters": sum(p.numel() for p in method.eval_encoder().parameters()),
+        # I-JEPA's (context, targets) draws per image: each is one more context-encoder and
+        # predictor pass in the FLOPs above (masks.repeats; the paper draws one).
+        "mask_draws_per_image": cfg.masks.repeats if meta["method"] == "ijepa" else None,
     }
