@@ -110,8 +110,9 @@ def time_run(
         c = apply_overrides(
             cfg, [f"train.run_dir={run_dir}", f"train.checkpoint_every={marks[-1]}"]
         )
-        make_trainer = simclr_trainer if isinstance(c, SimCLRConfig) else ijepa_trainer
-        return make_trainer(c, images, total_steps=marks[-1], callbacks=[clock])
+        if isinstance(c, SimCLRConfig):
+            return simclr_trainer(c, images, total_steps=marks[-1], callbacks=[clock])
+        return ijepa_trainer(c, images, total_steps=marks[-1], callbacks=[clock])
 
     return common.time_fit(make, marks, device)
 
@@ -131,7 +132,9 @@ def build(cfg: Config, total_steps: int) -> tuple[SimCLR | IJEPA, dict[str, str]
         "context encoder": f"{online}.encoder",
         "predictor": f"{online}.predictor",
     }
-    return ijepa, parts, {"target_tokens": float(ijepa.target_encoder.num_patches)}
+    patches = ijepa.target_encoder.num_patches  # the ViT's, typed Module | Tensor on nn.Module
+    assert isinstance(patches, int)
+    return ijepa, parts, {"target_tokens": float(patches)}
 
 
 def count_flops(

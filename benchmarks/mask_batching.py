@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 
@@ -44,7 +44,18 @@ import common  # noqa: E402 - the benchmarks' shared module, beside this script
 from selfsup.masks import MaskCollator, MultiBlockMaskSampler  # noqa: E402
 from selfsup.masks.collator import Batching  # noqa: E402
 
-PAPER = {
+
+class MaskSettings(TypedDict):
+    """The sampler's keyword arguments (typed, so that ``**PAPER`` type-checks)."""
+
+    num_targets: int
+    target_scale: tuple[float, float]
+    target_aspect: tuple[float, float]
+    context_scale: tuple[float, float]
+    min_context: int
+
+
+PAPER: MaskSettings = {
     "num_targets": 4,
     "target_scale": (0.15, 0.2),
     "target_aspect": (0.75, 1.5),

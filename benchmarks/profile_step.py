@@ -50,7 +50,7 @@ from selfsup.recipes import IJEPAConfig, SimCLRConfig  # noqa: E402
 from selfsup.study import machine  # noqa: E402
 
 #: Per method: its config schema, default recipe and trainer factory.
-METHODS: dict[str, tuple[type, str, Callable[..., Trainer]]] = {
+METHODS: dict[str, tuple[type[SimCLRConfig] | type[IJEPAConfig], str, Callable[..., Trainer]]] = {
     "simclr": (SimCLRConfig, "configs/simclr_cifar10_gpu.yaml", simclr_trainer),
     "ijepa": (IJEPAConfig, "configs/ijepa_cifar10_vit_tiny.yaml", ijepa_trainer),
 }
@@ -117,7 +117,7 @@ def build(
         *args.overrides,
     ]
     schema, recipe, make = METHODS[args.method]
-    cfg = load_config(schema, args.config or recipe, keys)
+    cfg: SimCLRConfig | IJEPAConfig = load_config(schema, args.config or recipe, keys)
     images = load_split(cfg.data, "train", labelled=False).images
     return make(cfg, images, total_steps=args.warmup + args.steps, callbacks=[cb])
 

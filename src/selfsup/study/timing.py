@@ -17,7 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import torch
 
@@ -27,6 +27,8 @@ from selfsup.engine.protocol import Method
 from selfsup.recipes import IJEPAConfig, SimCLRConfig
 
 Config: TypeAlias = IJEPAConfig | SimCLRConfig
+#: One recipe type in, the same type out (a run length changes no method).
+ConfigT = TypeVar("ConfigT", bound=IJEPAConfig | SimCLRConfig)
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -207,7 +209,7 @@ def run_steps(budget_s: float, cfg: Config, calibration: Calibration) -> int:
     return steps_for_sides(budget_s, calibration.seconds_per_side, side_at, calibration.fixed_s)
 
 
-def set_run_length(cfg: Config, n_images: int, steps: int) -> Config:
+def set_run_length(cfg: ConfigT, n_images: int, steps: int) -> ConfigT:
     """``cfg`` with ``train.epochs`` set to exactly ``steps`` steps over ``n_images`` images
     and the warm-up rescaled to keep the recipe's fraction of the run."""
     per_epoch = n_images // cfg.train.batch_size
@@ -258,6 +260,8 @@ def steps_for_sides(
     return lo
 
 
-def fit_to_budget(cfg: Config, n_images: int, budget_s: float, calibration: Calibration) -> Config:
+def fit_to_budget(
+    cfg: ConfigT, n_images: int, budget_s: float, calibration: Calibration
+) -> ConfigT:
     """``cfg`` with the run length that fills ``budget_s`` at the calibrated speed."""
     return set_run_length(cfg, n_images, steps_for_budget(budget_s, calibration))
