@@ -28,7 +28,7 @@ from selfsup.recipes import IJEPAConfig, SimCLRConfig
 
 Config: TypeAlias = IJEPAConfig | SimCLRConfig
 #: One recipe type in, the same type out (a run length changes no method).
-ConfigT = TypeVar("ConfigT", bound=IJEPAConfig | SimCLRConfig)
+ConfigT = TypeVar("ConfigT", bound=Config)
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
 
