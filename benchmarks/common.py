@@ -49,8 +49,13 @@ class RecordingCollator(MaskCollator):
 # --------------------------------------------------------------------------- machine
 def hardware(device: torch.device) -> dict[str, Any]:
     """What the numbers were measured on (``selfsup.study.machine.hardware``) and lightly's
-    version."""
-    return {**machine.hardware(device), "lightly": importlib.metadata.version("lightly")}
+    version ("not installed" where it is missing: a lent GPU machine has no registry, and
+    ``--skip lightly`` runs ours alone)."""
+    try:
+        lightly = importlib.metadata.version("lightly")
+    except importlib.metadata.PackageNotFoundError:
+        lightly = "not installed"
+    return {**machine.hardware(device), "lightly": lightly}
 
 
 def print_header(title: str, info: dict[str, Any], settings: dict[str, Any]) -> None:

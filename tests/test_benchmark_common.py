@@ -105,3 +105,22 @@ def test_step_benchmarks_time_one_mask_draw_per_image(
     for run in ("truncate", "pad"):
         cfg = cost_ijepa_vs_simclr.config(run, args, cpu)
         assert isinstance(cfg, IJEPAConfig) and cfg.masks.repeats == 1
+
+
+def test_hardware_names_a_missing_lightly_instead_of_failing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A lent GPU machine has no registry: `--skip lightly` must run ours without lightly.
+    import importlib.metadata
+
+    import torch
+
+    real_version = importlib.metadata.version
+
+    def version(name: str) -> str:
+        if name == "lightly":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real_version(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    assert common.hardware(torch.device("cpu"))["lightly"] == "not installed"

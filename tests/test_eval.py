@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from lightly.utils.benchmarking import knn_predict as lightly_knn_predict
 from torch import Tensor, nn
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
@@ -159,6 +158,8 @@ def test_extract_features_rejects_bad_input() -> None:
 
 @pytest.mark.parametrize("k", [1, 20, 200])
 def test_knn_ranking_matches_lightly(k: int) -> None:
+    from lightly.utils.benchmarking import knn_predict as lightly_knn_predict
+
     g = torch.Generator().manual_seed(k)
     bank, query = torch.randn(300, 16, generator=g), torch.randn(50, 16, generator=g)
     labels = torch.randint(0, 10, (300,), generator=g)

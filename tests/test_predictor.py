@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from lightly.models.modules.ijepa import IJEPAPredictor as LightlyPredictor
 
 from selfsup.models import IJEPAPredictor
 from selfsup.models.transformer import sincos_pos_embed_2d
@@ -66,6 +65,8 @@ def test_blocks_do_not_see_each_other() -> None:
 
 
 def test_matches_lightly_predictor_with_same_weights() -> None:
+    from lightly.models.modules.ijepa import IJEPAPredictor as LightlyPredictor
+
     # lightly uses ``mlp_dim`` both as the encoder width and as the MLP hidden width, so the
     # comparison needs D = 4 * P; its blocks are torchvision EncoderBlocks (nn.MultiheadAttention).
     d, p, grid = 4 * P, P, (4, 4)

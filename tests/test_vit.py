@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from lightly.models import utils as lightly_utils
 
 from selfsup.models import TokenPooling, VisionTransformer, create_model, list_models
 from selfsup.models import transformer as transformer_module
@@ -54,6 +53,8 @@ def test_sincos_matches_mae_formula(dim: int, grid: tuple[int, int]) -> None:
 
 
 def test_sincos_matches_lightly() -> None:
+    from lightly.models import utils as lightly_utils
+
     theirs = lightly_utils.get_2d_sincos_pos_embed(64, 7, cls_token=False)
     torch.testing.assert_close(sincos_pos_embed_2d(64, (7, 7)), torch.from_numpy(theirs).float())
 
