@@ -183,6 +183,34 @@ def test_parameter_groups_one_rule() -> None:
     assert n_params == len({id(p) for p in net.parameters() if p.requires_grad})
 
 
+def test_decay_norm_and_bias_matches_torch_sgd_over_all_parameters() -> None:
+    # lightly's and dkobak's CIFAR-10 scripts: SGD(model.parameters(), weight_decay=wd).
+    torch.manual_seed(0)
+    ours_net, ref_net = _Net(), _Net()
+    ref_net.load_state_dict(ours_net.state_dict())
+    groups = parameter_groups([ours_net], 5e-4, decay_norm_and_bias=True)
+    assert len(groups) == 1 and groups[0]["weight_decay"] == 5e-4
+    assert "lars_exclude" not in groups[0]
+    ours = build_optimizer("sgd", groups, lr=0.1, weight_decay=0.0, momentum=0.9)
+    ref = torch.optim.SGD(
+        [p for p in ref_net.parameters() if p.requires_grad], lr=0.1, momentum=0.9,
+        weight_decay=5e-4,
+    )  # fmt: skip
+    x = torch.randn(4, 3, 8, 8)
+    for _ in range(3):
+        for net, opt in ((ours_net, ours), (ref_net, ref)):
+            opt.zero_grad()
+            out = net.ln(net.fc(net.bn(net.conv(x)).mean(dim=(2, 3))))
+            out.square().sum().backward()
+            opt.step()
+    ref_state = ref_net.state_dict()
+    for name, value in ours_net.state_dict().items():
+        torch.testing.assert_close(value, ref_state[name], msg=name)
+    # The default keeps norm parameters and biases out: the two rules differ.
+    default = parameter_groups([ours_net], 5e-4)
+    assert len(default) == 2 and default[1]["weight_decay"] == 0.0
+
+
 def test_parameter_groups_errors() -> None:
     with pytest.raises(ValueError, match="weight_decay"):
         parameter_groups([_Net()], weight_decay=-1.0)
@@ -215,3 +243,28 @@ def test_build_optimizer_unknown_name() -> None:
         build_optimizer("lasr", groups, lr=0.1, weight_decay=0.0)
     with pytest.raises(ValueError, match="Unknown optimizer 'rmsprop'"):
         build_optimizer("rmsprop", groups, lr=0.1, weight_decay=0.0)
+
+
+@pytest.mark.parametrize(("flag", "num_groups"), [("false", 2), ("true", 1)])
+def test_simclr_recipe_hands_decay_norm_and_bias_to_the_optimiser(
+    flag: str, num_groups: int, tmp_path: Any
+) -> None:
+    from selfsup.build import simclr_trainer
+    from selfsup.config import load_config
+    from selfsup.recipes import SimCLRConfig
+
+    cfg = load_config(
+        SimCLRConfig,
+        None,
+        [
+            f"optim.decay_norm_and_bias={flag}",
+            "optim.name=sgd",
+            "model.width=0.25",
+            "augment.size=16",
+            "train.batch_size=4",
+            "train.device=cpu",
+            f"train.run_dir={tmp_path / 'run'}",
+        ],
+    )
+    trainer = simclr_trainer(cfg, torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8))
+    assert len(trainer.optimizer.param_groups) == num_groups

@@ -261,9 +261,11 @@ def make_optimizer(
     weight_decay: float,
     momentum: float = 0.9,
     betas: tuple[float, float] = (0.9, 0.999),
+    decay_norm_and_bias: bool = False,
 ) -> torch.optim.Optimizer:
-    """The optimiser over ``modules`` with biases and norm parameters out of weight decay."""
-    groups = parameter_groups(modules, weight_decay)
+    """The optimiser over ``modules``, biases and norm parameters out of weight decay unless
+    ``decay_norm_and_bias`` (:func:`selfsup.engine.optim.parameter_groups`)."""
+    groups = parameter_groups(modules, weight_decay, decay_norm_and_bias=decay_norm_and_bias)
     return build_optimizer(
         name, groups, lr=lr, weight_decay=weight_decay, momentum=momentum, betas=betas
     )

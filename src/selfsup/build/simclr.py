@@ -162,7 +162,12 @@ def simclr_trainer(
     warmup = warmup_steps(o.warmup_epochs, t.epochs, steps_per_epoch, total_steps)
     lr = scale_learning_rate(o.lr, t.batch_size, o.lr_scaling)
     optimizer_factory = partial(
-        make_optimizer, name=o.name, lr=lr, weight_decay=o.weight_decay, momentum=o.momentum
+        make_optimizer,
+        name=o.name,
+        lr=lr,
+        weight_decay=o.weight_decay,
+        momentum=o.momentum,
+        decay_norm_and_bias=o.decay_norm_and_bias,
     )
     schedules: dict[str, Callable[[int], float]] = {
         "lr": partial(

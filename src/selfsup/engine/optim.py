@@ -19,13 +19,18 @@ from torch.optim import Optimizer
 OPTIMIZERS = ("lars", "sgd", "adamw")
 
 
-def parameter_groups(modules: Iterable[nn.Module], weight_decay: float) -> list[dict[str, Any]]:
+def parameter_groups(
+    modules: Iterable[nn.Module], weight_decay: float, *, decay_norm_and_bias: bool = False
+) -> list[dict[str, Any]]:
     """Split the trainable parameters of ``modules`` into a decayed and a non-decayed group.
 
     Returns up to two groups (empty ones are left out): ``{"params": [...], "weight_decay":
     weight_decay}`` for parameters with ``ndim >= 2`` and ``{"params": [...],
     "weight_decay": 0.0, "lars_exclude": True}`` for ``ndim <= 1``. A parameter shared by
     several modules appears once; frozen parameters (``requires_grad=False``) are left out.
+    ``decay_norm_and_bias=True`` puts every parameter in the decayed group (torch's plain
+    ``weight_decay``, as lightly's and dkobak's SGD CIFAR-10 scripts run; under LARS the
+    1-D parameters then also take the trust ratio, as in the LARS paper).
     """
     if weight_decay < 0:
         raise ValueError(f"weight_decay must be >= 0; got {weight_decay}.")
@@ -37,7 +42,7 @@ def parameter_groups(modules: Iterable[nn.Module], weight_decay: float) -> list[
             if id(p) in seen or not p.requires_grad:
                 continue
             seen.add(id(p))
-            (no_decay if p.ndim <= 1 else decay).append(p)
+            (no_decay if p.ndim <= 1 and not decay_norm_and_bias else decay).append(p)
     if not seen:
         raise ValueError("The modules have no trainable parameters (requires_grad=True).")
     groups: list[dict[str, Any]] = []

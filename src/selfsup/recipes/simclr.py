@@ -57,6 +57,9 @@ class OptimSection:
     lr: float = option(0.3, "base learning rate, scaled by lr_scaling with the global batch")
     lr_scaling: Literal["linear", "sqrt", "none"] = option("linear", "linear: lr * batch / 256")
     weight_decay: float = option(1e-6, "not applied to biases and norm parameters")
+    decay_norm_and_bias: bool = option(
+        False, "True: weight decay (and LARS's trust ratio) on every parameter, as lightly's SGD"
+    )
     momentum: float = option(0.9, "LARS/SGD momentum")
     warmup_epochs: float = option(10.0, "linear warm-up length, then cosine decay")
     final_lr: float = option(0.0, "learning rate at the end of the cosine")
