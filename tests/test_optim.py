@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -247,7 +248,7 @@ def test_build_optimizer_unknown_name() -> None:
 
 @pytest.mark.parametrize(("flag", "num_groups"), [("false", 2), ("true", 1)])
 def test_simclr_recipe_hands_decay_norm_and_bias_to_the_optimiser(
-    flag: str, num_groups: int, tmp_path: Any
+    flag: str, num_groups: int, tmp_path: Path
 ) -> None:
     from selfsup.build import simclr_trainer
     from selfsup.config import load_config

@@ -56,7 +56,7 @@ class OptimSection:
     name: Literal["lars", "sgd", "adamw"] = option("lars", "optimiser")
     lr: float = option(0.3, "base learning rate, scaled by lr_scaling with the global batch")
     lr_scaling: Literal["linear", "sqrt", "none"] = option("linear", "linear: lr * batch / 256")
-    weight_decay: float = option(1e-6, "not applied to biases and norm parameters")
+    weight_decay: float = option(1e-6, "biases and norms excluded: see decay_norm_and_bias")
     decay_norm_and_bias: bool = option(
         False, "True: weight decay (and LARS's trust ratio) on every parameter, as lightly's SGD"
     )
