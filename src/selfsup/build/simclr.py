@@ -97,6 +97,7 @@ def build_simclr(cfg: SimCLRConfig, total_steps: int | None = None) -> SimCLR:
             size=a.size,
             strength=1.0 if a.strength is None else a.strength,
             crop_scale=(a.crop_scale_min, 1.0),
+            antialias=a.antialias,
         )
     else:
         augment = simclr_augmentation(
@@ -105,6 +106,7 @@ def build_simclr(cfg: SimCLRConfig, total_steps: int | None = None) -> SimCLR:
             strength=a.strength,
             blur=a.blur,
             crop_scale=(a.crop_scale_min, 1.0),
+            antialias=a.antialias,
         )
     side_at = side_schedule(cfg)
     if side_at is not None and isinstance(encoder, TokenPooling):

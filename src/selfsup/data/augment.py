@@ -140,6 +140,7 @@ def build_augmentation(
     crop_scale: tuple[float, float] = (0.08, 1.0),
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
     interpolation: Interpolation = "bilinear",
+    antialias: bool = False,
     blur_sigma: tuple[float, float] = (0.1, 2.0),
     probabilities: Mapping[str, float] | None = None,
 ) -> BatchAugmentation:
@@ -151,6 +152,8 @@ def build_augmentation(
         strength: colour strength s (Appendix A: 1.0 ImageNet, 0.5 CIFAR), s >= 0.
         crop_scale, crop_ratio: the crop's area-fraction and aspect-ratio ranges.
         interpolation: the crop's resize, "bilinear" (default) or "bicubic" (official).
+        antialias: filter a shrunk crop as Pillow / torchvision do (bilinear only); off:
+            the official code's plain resize, which aliases below the box's size.
         blur_sigma: range of the Gaussian blur's sigma.
         probabilities: per-name overrides of DEFAULT_PROBABILITIES, e.g. {"color_jitter": 1}.
     """
@@ -186,7 +189,11 @@ def build_augmentation(
     for i, name in enumerate(expanded):
         if name == "crop":
             flip_p = p["flip"] if fold_flip or "flip" not in names else 0.0
-            modules.append(RandomResizedCrop(size, crop_scale, crop_ratio, flip_p, interpolation))
+            modules.append(
+                RandomResizedCrop(
+                    size, crop_scale, crop_ratio, flip_p, interpolation, antialias=antialias
+                )
+            )
         elif name == "flip":
             if not (fold_flip and i == 1):
                 modules.append(RandomFlip(p["flip"]))
@@ -216,6 +223,7 @@ def simclr_augmentation(
     crop_scale: tuple[float, float] = (0.08, 1.0),
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
     interpolation: Interpolation = "bilinear",
+    antialias: bool = False,
 ) -> BatchAugmentation:
     """The family T: crop + flip, colour distortion (jitter p = 0.8, drop p = 0.2), blur.
 
@@ -223,7 +231,7 @@ def simclr_augmentation(
         preset: "cifar" (s = 0.5, no blur) or "imagenet" (s = 1.0, blur p = 0.5).
         size: output side (32 for CIFAR, 224 for ImageNet).
         strength, blur: override the preset's colour strength s / use of blur.
-        crop_scale, crop_ratio, interpolation: as in :func:`build_augmentation`.
+        crop_scale, crop_ratio, interpolation, antialias: as in :func:`build_augmentation`.
     """
     if preset not in _PRESETS:
         raise _unknown("augmentation preset", preset, AUGMENTATION_PRESETS)
@@ -233,4 +241,5 @@ def simclr_augmentation(
         ["crop", "color", *(["blur"] if use_blur else [])], size,
         strength=preset_strength if strength is None else strength,
         crop_scale=crop_scale, crop_ratio=crop_ratio, interpolation=interpolation,
+        antialias=antialias,
     )  # fmt: skip

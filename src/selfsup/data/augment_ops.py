@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from selfsup.data.augment_resample import resized_crop_antialiased
+
 Interpolation = Literal["bilinear", "bicubic"]
 
 # ITU-R 601-2 luma, the weights of torchvision's rgb_to_grayscale.
@@ -119,6 +121,7 @@ def resized_crop(
     *,
     flip: Tensor | None = None,
     interpolation: Interpolation = "bilinear",
+    antialias: bool = False,
 ) -> Tensor:
     """Crop box i of image i and resize it to (size, size), all in one ``grid_sample``.
 
@@ -129,6 +132,10 @@ def resized_crop(
         size: output side S.
         flip: optional (B,) bool, mirror image i's output (folded into the sampling grid).
         interpolation: "bilinear" or "bicubic".
+        antialias: bilinear only: widen the filter where a box is shrunk, as Pillow and
+            ``antialias=True`` do (:mod:`selfsup.data.augment_resample`, two batched
+            matrix products instead of ``grid_sample``; the same result where a box is
+            enlarged).
 
     Returns (B, C, S, S). Output pixel k samples the source at ``top - 0.5 + (k + 0.5) h/S``
     (half-pixel centres, ``align_corners=False``). Bilinear: the coordinate is clamped to
@@ -144,6 +151,13 @@ def resized_crop(
     """
     if interpolation not in ("bilinear", "bicubic"):
         raise ValueError(f"interpolation must be 'bilinear' or 'bicubic'; got {interpolation!r}.")
+    if antialias:
+        if interpolation != "bilinear":
+            raise ValueError(
+                "antialias=True is implemented for bilinear interpolation only; got "
+                f"{interpolation!r}. Use interpolation='bilinear' or antialias=False."
+            )
+        return resized_crop_antialiased(images, boxes, size, flip=flip)
     if boxes.shape != (images.shape[0], 4):
         raise ValueError(f"boxes must have shape (B, 4); got {tuple(boxes.shape)}.")
     _, _, height, width = images.shape

@@ -65,7 +65,9 @@ class RandomResizedCrop(RandomOp):
     with the aspect ratio clamped into ``ratio``. Position uniform over the places where
     the box fits. The official SimCLR code resizes bicubically; the default here is
     bilinear, torchvision's default and that of common PyTorch reproductions, about 3x
-    cheaper on CPU; pass ``interpolation="bicubic"`` for the official choice.
+    cheaper on CPU; pass ``interpolation="bicubic"`` for the official choice. No
+    antialiasing when a box is shrunk (the official code's ``tf.image.resize``);
+    ``antialias=True`` filters as Pillow and torchvision do (bilinear only).
     """
 
     def __init__(
@@ -76,6 +78,7 @@ class RandomResizedCrop(RandomOp):
         flip_p: float = 0.5,
         interpolation: Interpolation = "bilinear",
         attempts: int = 10,
+        antialias: bool = False,
     ) -> None:
         super().__init__()
         if not 0.0 < scale[0] <= scale[1] <= 1.0:
@@ -88,8 +91,13 @@ class RandomResizedCrop(RandomOp):
             )
         self.size, self.scale, self.ratio = size, scale, ratio
         self.flip_p = _check_probability(flip_p, "flip")
+        if antialias and interpolation != "bilinear":
+            raise ValueError(
+                f"antialias=True needs interpolation='bilinear'; got {interpolation!r}."
+            )
         self.interpolation: Interpolation = interpolation
         self.attempts = attempts
+        self.antialias = antialias
 
     def sample(self, x: Tensor, generator: torch.Generator | None) -> Params:
         """boxes (B, 4) long as (top, left, height, width); flip (B,) bool."""
@@ -126,7 +134,12 @@ class RandomResizedCrop(RandomOp):
 
     def transform(self, x: Tensor, params: Params) -> Tensor:
         return ops.resized_crop(
-            x, params["boxes"], self.size, flip=params["flip"], interpolation=self.interpolation
+            x,
+            params["boxes"],
+            self.size,
+            flip=params["flip"],
+            interpolation=self.interpolation,
+            antialias=self.antialias,
         )
 
 

@@ -33,6 +33,9 @@ class AugmentSection:
     strength: float | None = option(None, "colour strength s; None: the preset's")
     blur: bool | None = option(None, "None: the preset's")
     crop_scale_min: float = option(0.08, "lower bound of the crop's area fraction")
+    antialias: bool = option(
+        False, "filter crops shrunk below their size (Pillow/torchvision); off: official"
+    )
     start_size: int | None = option(
         None, "progressive resizing (ResNets): first training side; None: size throughout"
     )
