@@ -13,12 +13,13 @@ import torch
 import torchvision.transforms.v2.functional as F2
 from host_waits import forbid_host_waits
 
+from selfsup.build.ijepa import build_ijepa
 from selfsup.build.simclr import build_simclr
 from selfsup.config import load_config
 from selfsup.data import augment_ops as ops
 from selfsup.data.augment import RandomResizedCrop, simclr_augmentation
 from selfsup.data.augment_resample import resize_weights, resized_crop_antialiased
-from selfsup.recipes import SimCLRConfig
+from selfsup.recipes import IJEPAConfig, SimCLRConfig
 
 # (top, left, height, width) in a 24 x 32 image: shrunk a lot, a little, not at all,
 # enlarged, one pixel, a full image, boxes on every edge.
@@ -94,6 +95,14 @@ def test_antialias_is_bilinear_only() -> None:
 
 @pytest.mark.parametrize("value", [True, False])
 def test_the_config_option_reaches_the_crop(value: bool) -> None:
-    cfg = load_config(SimCLRConfig, None, [f"augment.antialias={str(value).lower()}"])
-    crops = [m for m in build_simclr(cfg).augment.modules() if isinstance(m, RandomResizedCrop)]
-    assert [crop.antialias for crop in crops] == [value]
+    option = [f"augment.antialias={str(value).lower()}"]
+    simclr = build_simclr(load_config(SimCLRConfig, None, option)).augment
+    ijepa_cfg = load_config(
+        IJEPAConfig,
+        None,
+        [*option, "augment.size=32", "model.patch_size=4", "model.encoder=vit_tiny"],
+    )
+    ijepa = build_ijepa(ijepa_cfg, total_steps=10).augment
+    for augment in (simclr, ijepa):
+        crops = [m for m in augment.modules() if isinstance(m, RandomResizedCrop)]
+        assert [crop.antialias for crop in crops] == [value]

@@ -101,6 +101,7 @@ def build_ijepa(cfg: IJEPAConfig, total_steps: int) -> IJEPA:
         ["crop"],
         size=a.size,
         crop_scale=(a.crop_scale_min, 1.0),
+        antialias=a.antialias,
         probabilities={"flip": 0.5 if a.flip else 0.0},
     )
     o = cfg.optim

@@ -57,6 +57,9 @@ class IJEPAAugmentSection:
     size: int = option(224, "training resolution; a multiple of model.patch_size")
     crop_scale_min: float = option(0.3, "lower bound of the crop's area fraction (official)")
     flip: bool = option(False, "random horizontal flip (off in the official recipe)")
+    antialias: bool = option(
+        False, "filter crops shrunk below their size, as the official code's Pillow crops"
+    )
 
 
 @dataclass(frozen=True)
