@@ -33,7 +33,7 @@ import argparse
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +103,7 @@ def build_network(args: argparse.Namespace, device: torch.device) -> EncoderWith
 
 def selfsup_views(
     args: argparse.Namespace, train: ImageData, device: torch.device
-) -> Iterator[torch.Tensor]:
+) -> Generator[torch.Tensor, None, None]:
     """(2B, 3, S, S) views in [0, 1]: both views of B images from one augmentation call,
     as ``selfsup.methods.simclr.SimCLR.training_step`` draws them."""
     augment = simclr_augmentation(
@@ -118,7 +118,9 @@ def selfsup_views(
             yield augment(torch.cat([x, x], dim=0))
 
 
-def lightly_views(args: argparse.Namespace, device: torch.device) -> Iterator[torch.Tensor]:
+def lightly_views(
+    args: argparse.Namespace, device: torch.device
+) -> Generator[torch.Tensor, None, None]:
     """(2B, 3, S, S) views in [0, 1] from lightly's SimCLRTransform in a DataLoader."""
     from lightly.transforms import SimCLRTransform
 
@@ -191,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             else lightly_views(args, device)
         )
         encoder, stats = train(args, views, device)
-        views.close()  # type: ignore[attr-defined]
+        views.close()  # stops lightly's loader workers
         r = evaluate(
             encoder, bank, queries, image_size=32, protocols=("knn",), k=args.k,
             temperature=args.temperature, batch_size=args.eval_batch_size, device=str(device),

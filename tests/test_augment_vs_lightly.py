@@ -17,17 +17,16 @@ match Pillow's only with ``antialias=True``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import torch
+from test_data_cifar import SHARED_CIFAR
 
 from selfsup.data import load_dataset
 from selfsup.data.augment import simclr_augmentation
 
-SHARED_CIFAR = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10"
 VIEWS = 4000
-# statistic -> largest |ours - lightly| accepted (a few standard errors at 2000 views).
+# statistic -> largest |ours - lightly| accepted (about four standard errors at 4000 views).
 TOLERANCE = {
     "grey": 0.04,
     "mean": 0.014,
